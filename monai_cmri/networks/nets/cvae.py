@@ -1,0 +1,255 @@
+"""Sequence-conditioned ResNet VAE for two-channel complex patches (paper 2.2, SPEC 2 "CVAE").
+
+The encoder maps a ``(2, 96, 96)`` patch (real, imag) to the mean and log-variance of a
+``(2, 48, 48)`` Gaussian latent, a compression factor of 4; the decoder maps a latent back to a
+patch. The acquisition sequence conditions both through FiLM in every residual block, so one model
+serves all five sequences (paper 2.2).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+from monai.networks.blocks import Convolution, UpSample
+from torch import nn
+
+from monai_cmri.data.sequences import SEQUENCES
+from monai_cmri.networks.blocks.film import FiLMResBlock
+
+__all__ = ["ComplexCVAE"]
+
+# The bounds of MONAI's AutoencoderKL: exp(logvar / 2) stays finite in fp32 and KL stays bounded.
+_LOGVAR_MIN, _LOGVAR_MAX = -30.0, 20.0
+
+
+class ComplexCVAE(nn.Module):
+    """Conditional ResNet variational autoencoder on two-channel (real, imag) patches (paper 2.2).
+
+    Layout (after MONAI's ``AutoencoderKL``, whose residual blocks take no condition): a 3x3 input
+    convolution, then per level ``num_res_blocks`` :class:`FiLMResBlock` and, between levels, a
+    stride-2 3x3 convolution; GroupNorm, SiLU and a 3x3 convolution to ``2 * latent_channels`` maps
+    give ``mu`` and ``logvar``. The decoder mirrors it with nearest-neighbour upsampling followed by
+    a 3x3 convolution. ``len(channels) - 1`` levels halve the size, so the default two levels give
+    ``96 -> 48``. The sequence index selects an ``nn.Embedding`` row that every residual block of the
+    encoder and decoder receives through FiLM.
+
+    The paper gives the input and latent sizes but neither widths nor depths; the defaults
+    (``channels=(64, 128)``, two blocks per level, 2.05 M parameters) are a ResNet VAE of the usual
+    latent-diffusion size for this resolution. ``channels=(8, 16), num_res_blocks=1,
+    norm_num_groups=4`` is a profile small enough for CPU tests.
+
+    Args:
+        in_channels: image channels, 2 for (real, imag).
+        latent_channels: channels of the latent, 2 in the paper.
+        channels: width of each level; ``len(channels) - 1`` downsamplings.
+        num_res_blocks: residual blocks per level, in the encoder and in the decoder.
+        num_sequences: number of acquisition sequences (rows of the embedding), 5 by default
+            (:data:`monai_cmri.data.sequences.SEQUENCES`).
+        cond_dim: size of the sequence embedding fed to FiLM.
+        norm_num_groups: GroupNorm groups; every entry of ``channels`` must be divisible by it.
+        norm_eps: GroupNorm epsilon.
+        dropout: dropout probability inside the residual blocks.
+
+    Example:
+        >>> net = ComplexCVAE(channels=(8, 16), num_res_blocks=1, norm_num_groups=4).eval()
+        >>> recon, mu, logvar = net(torch.randn(3, 2, 96, 96), torch.tensor([0, 2, 4]))
+        >>> tuple(recon.shape), tuple(mu.shape)
+        ((3, 2, 96, 96), (3, 2, 48, 48))
+    """
+
+    def __init__(
+        self,
+        in_channels: int = 2,
+        latent_channels: int = 2,
+        channels: Sequence[int] = (64, 128),
+        num_res_blocks: int = 2,
+        num_sequences: int = len(SEQUENCES),
+        cond_dim: int = 128,
+        norm_num_groups: int = 32,
+        norm_eps: float = 1e-6,
+        dropout: float = 0.0,
+    ) -> None:
+        super().__init__()
+        channels = tuple(int(c) for c in channels)
+        if not channels or min(channels) < 1:
+            raise ValueError(f"ComplexCVAE needs at least one positive width in channels, got {channels}")
+        if num_res_blocks < 1:
+            raise ValueError(f"ComplexCVAE needs num_res_blocks >= 1, got {num_res_blocks}")
+        if num_sequences < 1:
+            raise ValueError(f"ComplexCVAE needs num_sequences >= 1, got {num_sequences}")
+        if any(c % norm_num_groups for c in channels):
+            raise ValueError(f"ComplexCVAE: every width in {channels} must be divisible by {norm_num_groups} groups")
+        self.in_channels = in_channels
+        self.latent_channels = latent_channels
+        self.channels = channels
+        self.num_sequences = num_sequences
+        #: Size reduction from image to latent along each spatial axis.
+        self.downsample_factor = 2 ** (len(channels) - 1)
+
+        self.embedding = nn.Embedding(num_sequences, cond_dim)
+
+        def res(c_in: int, c_out: int) -> FiLMResBlock:
+            return FiLMResBlock(2, c_in, c_out, cond_dim, norm_num_groups, norm_eps, dropout)
+
+        encoder: list[nn.Module] = [Convolution(2, in_channels, channels[0], kernel_size=3, conv_only=True)]
+        width = channels[0]
+        for level, c in enumerate(channels):
+            for _ in range(num_res_blocks):
+                encoder.append(res(width, c))
+                width = c
+            if level < len(channels) - 1:
+                encoder.append(Convolution(2, c, c, strides=2, kernel_size=3, conv_only=True))
+        encoder += [
+            nn.GroupNorm(norm_num_groups, width, eps=norm_eps),
+            nn.SiLU(),
+            Convolution(2, width, 2 * latent_channels, kernel_size=3, conv_only=True),
+        ]
+        self.encoder = nn.ModuleList(encoder)
+
+        decoder: list[nn.Module] = [Convolution(2, latent_channels, channels[-1], kernel_size=3, conv_only=True)]
+        width = channels[-1]
+        for level, c in reversed(list(enumerate(channels))):
+            for _ in range(num_res_blocks):
+                decoder.append(res(width, c))
+                width = c
+            if level > 0:
+                decoder.append(
+                    UpSample(
+                        2,
+                        c,
+                        c,
+                        scale_factor=2,
+                        mode="nontrainable",
+                        pre_conv=None,
+                        post_conv=Convolution(2, c, c, kernel_size=3, conv_only=True),
+                        interp_mode="nearest",
+                        align_corners=None,
+                    )
+                )
+        decoder += [
+            nn.GroupNorm(norm_num_groups, width, eps=norm_eps),
+            nn.SiLU(),
+            Convolution(2, width, in_channels, kernel_size=3, conv_only=True),
+        ]
+        self.decoder = nn.ModuleList(decoder)
+
+    def encode(self, x: torch.Tensor, sequence: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Posterior parameters ``q(z | x, sequence)``.
+
+        Args:
+            x: patches ``(B, in_channels, H, W)``, ``H`` and ``W`` divisible by
+                :attr:`downsample_factor`.
+            sequence: integer sequence indices ``(B,)`` in ``[0, num_sequences)``.
+
+        Returns:
+            ``(mu, logvar)``, each ``(B, latent_channels, H / f, W / f)`` with ``f`` the
+            :attr:`downsample_factor`; ``logvar`` is clamped to ``[-30, 20]``.
+
+        Raises:
+            ValueError: on a wrong shape, a non-integer or out-of-range ``sequence``.
+        """
+        self._check_image(x, self.in_channels, "x", self.downsample_factor)
+        cond = self._embed(sequence, x.shape[0])
+        h = self._run(self.encoder, x, cond)
+        mu, logvar = h.chunk(2, dim=1)
+        return mu, logvar.clamp(_LOGVAR_MIN, _LOGVAR_MAX)
+
+    def decode(self, z: torch.Tensor, sequence: torch.Tensor) -> torch.Tensor:
+        """Patch from a latent.
+
+        Args:
+            z: latents ``(B, latent_channels, h, w)``.
+            sequence: integer sequence indices ``(B,)`` in ``[0, num_sequences)``.
+
+        Returns:
+            ``(B, in_channels, h * f, w * f)`` with ``f`` the :attr:`downsample_factor`.
+
+        Raises:
+            ValueError: on a wrong shape, a non-integer or out-of-range ``sequence``.
+        """
+        self._check_image(z, self.latent_channels, "z", 1)
+        return self._run(self.decoder, z, self._embed(sequence, z.shape[0]))
+
+    @staticmethod
+    def reparameterize(
+        mu: torch.Tensor, logvar: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Draw ``z = mu + exp(logvar / 2) * eps``, ``eps ~ N(0, I)`` (differentiable in mu, logvar).
+
+        Args:
+            mu: means ``(B, C, h, w)``.
+            logvar: log-variances, same shape.
+            generator: optional random generator, on the device of ``mu``, for reproducible draws.
+
+        Returns:
+            ``z`` of the shape of ``mu``.
+
+        Raises:
+            ValueError: if the shapes differ.
+        """
+        if mu.shape != logvar.shape:
+            raise ValueError(f"reparameterize: mu {tuple(mu.shape)} and logvar {tuple(logvar.shape)} differ")
+        eps = torch.randn(mu.shape, generator=generator, device=mu.device, dtype=mu.dtype)
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    def sample(
+        self, x: torch.Tensor, sequence: torch.Tensor, generator: torch.Generator | None = None
+    ) -> torch.Tensor:
+        """Encode and draw one latent per patch from ``q(z | x, sequence)``.
+
+        Args:
+            x: patches ``(B, in_channels, H, W)``.
+            sequence: integer sequence indices ``(B,)``.
+            generator: optional random generator for reproducible draws.
+
+        Returns:
+            ``z`` ``(B, latent_channels, H / f, W / f)``.
+        """
+        return self.reparameterize(*self.encode(x, sequence), generator=generator)
+
+    def forward(
+        self, x: torch.Tensor, sequence: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Encode, draw (training) or take the mean (evaluation), decode.
+
+        In training mode the latent is a reparameterised draw, as the VAE objective requires; in
+        evaluation mode it is ``mu``, so that reconstruction metrics are deterministic.
+
+        Args:
+            x: patches ``(B, in_channels, H, W)``.
+            sequence: integer sequence indices ``(B,)``.
+
+        Returns:
+            ``(recon, mu, logvar)``: ``recon`` ``(B, in_channels, H, W)``, ``mu`` and ``logvar``
+            ``(B, latent_channels, H / f, W / f)``.
+        """
+        mu, logvar = self.encode(x, sequence)
+        z = self.reparameterize(mu, logvar) if self.training else mu
+        return self.decode(z, sequence), mu, logvar
+
+    def _embed(self, sequence: torch.Tensor, batch: int) -> torch.Tensor:
+        if not isinstance(sequence, torch.Tensor) or sequence.dtype.is_floating_point or sequence.is_complex():
+            raise ValueError(f"sequence must be an integer tensor of shape ({batch},), got {sequence!r}")
+        if sequence.shape != (batch,):
+            raise ValueError(f"sequence must have shape ({batch},) to match the batch, got {tuple(sequence.shape)}")
+        # An out-of-range index would otherwise be a device-side assert on CUDA, with no message.
+        if batch and (int(sequence.min()) < 0 or int(sequence.max()) >= self.num_sequences):
+            raise ValueError(
+                f"sequence indices must lie in [0, {self.num_sequences}), got {sequence.tolist()}"
+            )
+        return self.embedding(sequence.long())
+
+    @staticmethod
+    def _run(layers: nn.ModuleList, h: torch.Tensor, cond: torch.Tensor) -> torch.Tensor:
+        for layer in layers:
+            h = layer(h, cond) if isinstance(layer, FiLMResBlock) else layer(h)
+        return h
+
+    @staticmethod
+    def _check_image(t: torch.Tensor, channels: int, name: str, multiple: int) -> None:
+        if t.ndim != 4 or t.shape[1] != channels:
+            raise ValueError(f"{name} must have shape (B, {channels}, H, W), got {tuple(t.shape)}")
+        if t.shape[2] % multiple or t.shape[3] % multiple:
+            raise ValueError(f"{name} height and width must be divisible by {multiple}, got {tuple(t.shape)}")
+
