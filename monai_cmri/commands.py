@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["figure", "labels", "pipeline", "simulate"]
+__all__ = ["export", "figure", "labels", "merge", "pipeline", "preprocess", "simulate"]
 
 
 def simulate(
@@ -87,23 +87,100 @@ def figure(
     print(target)
 
 
-def pipeline(out: str = "runs/demo", volumes: int = 12, seed: int = 0, keep_kspace: bool = False) -> None:
+def pipeline(
+    out: str = "runs/demo", volumes: int = 16, seed: int = 0, slices: int = 16, keep_kspace: bool = False
+) -> None:
     """The main job on the simulated dataset.
 
-    Simulates ``volumes`` fastMRI-format volumes with annotations, prints what was made (files,
-    sequences, field strengths, coils, classes under both rules) and renders a figure of every
-    sequence. Each volume's k-space is deleted once summarised unless ``keep_kspace`` (a
-    full-size volume is several hundred MB).
+    Simulates fastMRI-format volumes with fastMRI+-style annotations, combines their coils with
+    ESPIRiT, draws one volume per sequence, cuts patch datasets with volume-level splits, and
+    prints what was made (``out/summary.md``). Each volume's k-space is deleted once processed
+    unless ``keep_kspace`` (a full-size volume is several hundred MB).
 
     Args:
         out: output folder.
         volumes: number of simulated volumes.
         seed: random seed.
-        keep_kspace: keep the simulated ``.h5`` files.
+        slices: slices per volume.
+        keep_kspace: keep the simulated ``.h5`` files in ``out/kspace``.
     """
     from monai_cmri.pipeline import run_pipeline
 
-    run_pipeline(Path(out), volumes=volumes, seed=seed, keep_kspace=keep_kspace)
+    run_pipeline(Path(out), volumes=volumes, seed=seed, slices=slices, keep_kspace=keep_kspace)
+
+
+def preprocess(
+    data: str,
+    out: str,
+    annotations: str | None = None,
+    file_list: str | None = None,
+    seed: int = 0,
+    workers: int = 1,
+    shard: int = 0,
+    num_shards: int = 1,
+    backend: str = "torch",
+    device: str | None = None,
+    quiet: bool = False,
+) -> None:
+    """Preprocess fastMRI brain files into patch datasets (SPEC 1.3, paper 2.1.2-2.1.3).
+
+    ESPIRiT coil combination, slice-wise normalisation, brain mask, patch rules, volume-level
+    splits. Resumable: a rerun skips finished volumes. Broken files are reported and skipped.
+
+    Args:
+        data: folder of ``file_brain_*.h5`` files.
+        out: output folder (``train.h5``, ``val.h5``, ``test.h5``, ``manifest.json``, ...).
+        annotations: fastMRI+ ``brain.csv``; ``data/brain.csv`` if present, else the shipped one.
+        file_list: its ``brain_file_list.csv``; found beside the CSV by default.
+        seed: seed of the patch positions and splits.
+        workers: volumes processed in parallel.
+        shard: this machine's shard in ``[0, num_shards)``.
+        num_shards: machines sharing the work; merge with ``python -m monai_cmri merge`` after.
+        backend: ESPIRiT backend, "torch" or "sigpy" (the slow reference).
+        device: torch device; CUDA when available by default.
+        quiet: no progress bar.
+    """
+    from monai_cmri.preprocess import format_table, patch_table
+    from monai_cmri.preprocess import preprocess as run
+
+    summary = run(
+        data, out, annotations=annotations, file_list=file_list, seed=seed, workers=workers, shard=shard,
+        num_shards=num_shards, backend=backend, device=device, progress=not quiet,
+    )
+    print(summary)
+    if num_shards == 1:
+        print(format_table(patch_table(out)))
+
+
+def merge(out: str, parts: Sequence[str] | str | None = None, seed: int | None = None) -> None:
+    """Merge per-volume patch files (of one or several shards) into split datasets.
+
+    Args:
+        out: output folder of shard 0 (receives the split files and manifest).
+        parts: output folders of the other shards.
+        seed: split seed; by default the one the volumes were processed with.
+    """
+    from monai_cmri.preprocess import format_table
+    from monai_cmri.preprocess import merge as run
+
+    if isinstance(parts, str):
+        parts = [parts]
+    manifest = run(out, parts=parts, seed=seed)
+    print(format_table(manifest["table"]))
+
+
+def export(file: str, out: str | None = None) -> None:
+    """Write a fastMRI file's ESPIRiT-combined volume as NIfTI (magnitude and phase) for viewers.
+
+    Args:
+        file: a fastMRI brain ``.h5`` file.
+        out: output prefix; ``<file>`` without ``.h5`` by default. Writes ``<out>_magnitude.nii.gz``
+            and ``<out>_phase.nii.gz`` (radians).
+    """
+    from monai_cmri.data.nifti import export_nifti
+
+    for path in export_nifti(file, out):
+        print(path)
 
 
 def _annotations_for(folder: Path, csv: str | None, file_list: str | None):
@@ -116,21 +193,30 @@ def _annotations_for(folder: Path, csv: str | None, file_list: str | None):
     return Annotations.from_csv(csv, file_list)
 
 
-def dataset_summary(folder: Path, paths: Sequence[Path]) -> str:
-    """A table of the files of a simulated or real dataset folder: sequence, field, coils, class."""
+def volume_row(path: Path, annotations) -> tuple[str, ...]:
+    """One row of a dataset summary: file, sequence, field, coils, k-space shape, classes, size."""
+    from monai_cmri.data.annotations import volume_name
     from monai_cmri.data.fastmri import FastMRIFile
+    from monai_cmri.figures import nominal_field
 
-    annotations = _annotations_for(folder, None, None)
-    rows = [("file", "sequence", "field", "coils", "shape", "class (lenient/strict)", "MB")]
-    for path in paths:
-        with FastMRIFile(path) as volume:
-            name = path.name.removesuffix(".h5")
-            classes = f"{annotations.volume_class(name)}/{annotations.volume_class(name, rule='strict')}"
-            rows.append(
-                (
-                    path.name, volume.sequence, f"{volume.header.field_strength_t:.1f} T", str(volume.num_coils),
-                    "x".join(map(str, volume.shape)), classes, f"{path.stat().st_size / 2**20:.0f}",
-                )
-            )
+    name = volume_name(path)
+    with FastMRIFile(path) as volume:
+        return (
+            path.name, volume.sequence, nominal_field(volume.header.field_strength_t), str(volume.num_coils),
+            "x".join(map(str, volume.shape)),
+            f"{annotations.volume_class(name)}/{annotations.volume_class(name, rule='strict')}",
+            f"{path.stat().st_size / 2**20:.0f}",
+        )
+
+
+def format_rows(rows: Sequence[tuple[str, ...]]) -> str:
+    """A fixed-width table of :func:`volume_row` rows, with a header."""
+    rows = [("file", "sequence", "field", "coils", "k-space shape", "class (lenient/strict)", "MB"), *rows]
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)) for row in rows)
+    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
+
+
+def dataset_summary(folder: Path, paths: Sequence[Path]) -> str:
+    """A table of the files of a dataset folder: sequence, field, coils, shape, class, size."""
+    annotations = _annotations_for(folder, None, None)
+    return format_rows([volume_row(path, annotations) for path in paths])

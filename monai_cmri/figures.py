@@ -8,51 +8,32 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Sequence
+from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
-__all__ = ["combined_slice", "render_volume"]
+if TYPE_CHECKING:
+    from monai_cmri.data.annotations import Annotations, Box
+
+__all__ = ["nominal_field", "pick_slices", "render_slices", "render_volume"]
 
 
-def combined_slice(kspace: np.ndarray, size: int = 320) -> np.ndarray:
-    """A quick phase-preserving coil combination of one fastMRI slice for display.
-
-    The readout oversampling is removed first (SPEC 1.1), then the coils are combined with
-    sensitivities from the k-space centre (:func:`monai_cmri.data.coils.direct_sensitivities`),
-    and the magnitude is normalised to [0, 1].
-
-    Args:
-        kspace: one slice, complex ``(C, H, W)``.
-        size: output image size.
-
-    Returns:
-        Complex ``(size, size)`` image, magnitude in [0, 1].
-    """
-    from monai_cmri.data.coils import combine_coils, direct_sensitivities
-    from monai_cmri.transforms import crop_oversampling, fft2c, ifft2c, normalize_magnitude
-
-    images = np.asarray(crop_oversampling(ifft2c(kspace), size))
-    maps = direct_sensitivities(np.asarray(fft2c(images)))
-    return np.asarray(normalize_magnitude(combine_coils(images, maps)))
-
-
-def render_volume(
-    path: str | Path,
+def render_slices(
+    image: np.ndarray,
     out: str | Path,
-    slices: Sequence[int] | None = None,
-    max_slices: int = 6,
-    annotations: object | None = None,
+    slices: Sequence[int],
+    boxes: Mapping[int, Sequence[Box]] | None = None,
+    title: str = "",
 ) -> Path:
-    """Render slices of a fastMRI brain file to a PNG: magnitude on top, phase below.
+    """Draw slices of a complex volume to a PNG: magnitude on top, phase below (paper Figure 2).
 
     Args:
-        path: a fastMRI brain multi-coil ``.h5`` file.
+        image: complex ``(S, H, W)``; magnitude shown from 0 to its slice maximum.
         out: the PNG to write (written to a temporary name, then renamed).
-        slices: slice indices to show; by default ``max_slices`` spread over the volume.
-        max_slices: how many slices to pick when ``slices`` is None.
-        annotations: a :class:`monai_cmri.data.annotations.Annotations`; its boxes for this file
-            are drawn (abnormal findings in red, other labels in yellow).
+        slices: indices into ``image`` to draw, one column each.
+        boxes: boxes per slice index, on the unflipped image; abnormal findings in red, other
+            labels in yellow.
+        title: figure title.
 
     Returns:
         The path of the PNG.
@@ -64,49 +45,98 @@ def render_volume(
     from matplotlib.patches import Rectangle
 
     from monai_cmri.data.annotations import ABNORMAL_LABELS
-    from monai_cmri.data.fastmri import FastMRIFile
 
-    path, out = Path(path), Path(out)
-    with FastMRIFile(path) as volume:
-        if slices is None:
-            count = min(max_slices, volume.num_slices)
-            slices = np.linspace(0, volume.num_slices - 1, count + 2)[1:-1].round().astype(int).tolist()
-        images = [combined_slice(volume.kspace(i)) for i in slices]
-        header, sequence = volume.header, volume.sequence
-    name = path.name.removesuffix(".h5")
-    status = annotations.volume_class(name) if annotations is not None else "unlabeled"
-
+    out = Path(out)
+    slices = list(slices)
+    if not slices:
+        raise ValueError(f"{out}: no slices to draw")
     fig, axes = plt.subplots(2, len(slices), figsize=(2.6 * len(slices), 5.6), squeeze=False)
-    for column, (index, image) in enumerate(zip(slices, images)):
+    for column, index in enumerate(slices):
         top, bottom = axes[0, column], axes[1, column]
-        top.imshow(np.abs(image), cmap="gray", vmin=0.0, vmax=1.0)
-        phase = bottom.imshow(np.angle(image), cmap="twilight", vmin=-np.pi, vmax=np.pi)
+        magnitude = np.abs(image[index])
+        top.imshow(magnitude, cmap="gray", vmin=0.0, vmax=float(magnitude.max()) or 1.0)
+        phase = bottom.imshow(np.angle(image[index]), cmap="twilight", vmin=-np.pi, vmax=np.pi)
         top.set_title(f"slice {index}", fontsize=9)
-        if annotations is not None:
-            for box in annotations.boxes(name, index):
-                color = "red" if box.label in ABNORMAL_LABELS else "yellow"
-                for axis in (top, bottom):
-                    axis.add_patch(
-                        Rectangle(
-                            (box.col0 - 0.5, box.row0 - 0.5), box.col1 - box.col0, box.row1 - box.row0,
-                            fill=False, edgecolor=color, linewidth=1.0,
-                        )
+        for box in (boxes or {}).get(index, ()):
+            color = "red" if box.label in ABNORMAL_LABELS else "yellow"
+            for axis in (top, bottom):
+                axis.add_patch(
+                    Rectangle(
+                        (box.col0 - 0.5, box.row0 - 0.5), box.col1 - box.col0, box.row1 - box.row0,
+                        fill=False, edgecolor=color, linewidth=1.0,
                     )
+                )
         for axis in (top, bottom):
             axis.set_xticks([])
             axis.set_yticks([])
     axes[0, 0].set_ylabel("magnitude")
     axes[1, 0].set_ylabel("phase")
-    fig.colorbar(phase, ax=axes[1, :].tolist(), fraction=0.02, ticks=[-np.pi, 0, np.pi]).ax.set_yticklabels(
-        ["-\u03c0", "0", "\u03c0"]
-    )
-    fig.suptitle(
-        f"{name}  |  {sequence}, {header.field_strength_t:.1f} T, {header.receiver_channels} coils  |  {status}",
-        fontsize=10,
-    )
+    colorbar = fig.colorbar(phase, ax=axes.ravel().tolist(), fraction=0.015, pad=0.01, ticks=[-np.pi, 0, np.pi])
+    colorbar.ax.set_yticklabels(["-\u03c0", "0", "\u03c0"])
+    colorbar.set_label("phase (rad)")
+    fig.suptitle(title, fontsize=10)
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
     fig.savefig(tmp, dpi=110, format="png")
     plt.close(fig)
     os.replace(tmp, out)
     return out
+
+
+def pick_slices(num_slices: int, count: int = 6) -> list[int]:
+    """``count`` slice indices spread over a volume, away from its first and last slice."""
+    if num_slices <= count:
+        return list(range(num_slices))
+    return np.linspace(0, num_slices - 1, count + 2)[1:-1].round().astype(int).tolist()
+
+
+def render_volume(
+    path: str | Path,
+    out: str | Path,
+    slices: Sequence[int] | None = None,
+    max_slices: int = 6,
+    annotations: Annotations | None = None,
+) -> Path:
+    """Render slices of a fastMRI brain file to a PNG, ESPIRiT-combined as in preprocessing.
+
+    Args:
+        path: a fastMRI brain multi-coil ``.h5`` file.
+        out: the PNG to write.
+        slices: slice indices to show; by default ``max_slices`` spread over the volume.
+        max_slices: how many slices to pick when ``slices`` is None.
+        annotations: fastMRI+ annotations whose boxes for this file are drawn.
+
+    Returns:
+        The path of the PNG.
+    """
+    from monai_cmri.data.annotations import volume_name
+    from monai_cmri.data.fastmri import read_header
+    from monai_cmri.preprocess import combined_volume
+
+    path = Path(path)
+    header = read_header(path)
+    if slices is None:
+        slices = pick_slices(_num_slices(path), max_slices)
+    image, sequence = combined_volume(path, slices=slices)
+    name = volume_name(path)
+    status = annotations.volume_class(name) if annotations is not None else "unlabeled"
+    boxes = {index: annotations.boxes(name, index) for index in slices} if annotations is not None else None
+    title = f"{name}  |  {sequence}, {nominal_field(header.field_strength_t)}, {header.receiver_channels} coils  |  {status}"
+    # combined_volume returns only the requested slices, in order.
+    return render_slices(image, out, range(len(slices)), _reindex(boxes, slices), title)
+
+
+def nominal_field(tesla: float) -> str:
+    """The field strength as scanners are sold: 1.494 T -> "1.5 T", 2.8936 T -> "3 T"."""
+    return "1.5 T" if tesla < 2.0 else "3 T" if tesla < 5.0 else f"{tesla:.1f} T"
+
+
+def _num_slices(path: Path) -> int:
+    from monai_cmri.data.fastmri import FastMRIFile
+
+    with FastMRIFile(path) as volume:
+        return volume.num_slices
+
+
+def _reindex(boxes: Mapping[int, Sequence[Box]] | None, slices: Sequence[int]) -> dict[int, Sequence[Box]] | None:
+    return None if boxes is None else {column: boxes[index] for column, index in enumerate(slices)}

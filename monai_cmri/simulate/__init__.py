@@ -1,0 +1,47 @@
+"""Brain k-space simulator: the project's default dataset (SPEC 1.4).
+
+Writes folders in exactly the fastMRI brain multi-coil format (SPEC 1.1) plus fastMRI+-style
+annotation CSVs (SPEC 1.2), from MNI152 anatomy with a random pose and deformation per
+subject, procedural skull and scalp, spin-echo and inversion-recovery contrast, gadolinium,
+B0 and transceive phase, loop-coil sensitivities, correlated noise and 3D lesions.
+
+Modules, one concept each: ``geometry`` (acquisition grid), ``anatomy`` (atlas, pose,
+shells), ``contrast`` (relaxation and signal equations), ``lesions`` (3D findings),
+``artifacts`` (flow ghosts), ``phase`` (field and transceive phase), ``coils``
+(sensitivities and noise covariance), ``kspace`` (encoding and RSS), ``boxes`` (fastMRI+
+rows), ``spec`` / ``cohort`` (what each volume is), ``volume`` (one volume end to end) and
+``writer`` (files).
+"""
+
+from __future__ import annotations
+
+from monai_cmri.simulate.boxes import CSV_HEADER, Annotation, box_from_mask, rows_of_box
+from monai_cmri.simulate.cohort import plan_volume
+from monai_cmri.simulate.contrast import TISSUES, protocol, tissue_signals
+from monai_cmri.simulate.kspace import encode, rss
+from monai_cmri.simulate.lesions import ABNORMAL_FINDINGS, FINDING_LABELS
+from monai_cmri.simulate.spec import SCANNERS, VolumeSpec
+from monai_cmri.simulate.volume import SimulatedVolume, simulate_volume
+from monai_cmri.simulate.writer import simulate_dataset, write_annotations, write_volume
+
+__all__ = [
+    "simulate_dataset",
+    "simulate_volume",
+    "SimulatedVolume",
+    "VolumeSpec",
+    "plan_volume",
+    "write_volume",
+    "write_annotations",
+    "Annotation",
+    "CSV_HEADER",
+    "box_from_mask",
+    "rows_of_box",
+    "TISSUES",
+    "protocol",
+    "tissue_signals",
+    "encode",
+    "rss",
+    "FINDING_LABELS",
+    "ABNORMAL_FINDINGS",
+    "SCANNERS",
+]

@@ -1,0 +1,128 @@
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pytest
+
+import monai_cmri.preprocess as preprocess_module
+from monai_cmri.data.annotations import Annotations
+from monai_cmri.data.dataset import PatchDataset
+from monai_cmri.preprocess import merge, preprocess
+
+
+def _contents(out: Path) -> dict[str, tuple]:
+    """Patches and metadata of every split file, for comparing two runs."""
+    contents = {}
+    for split in ("train", "val", "test"):
+        path = out / f"{split}.h5"
+        if not path.is_file():
+            continue
+        with h5py.File(path, "r") as file:
+            contents[split] = (
+                file["patches"][()],
+                tuple(file["file"].asstr()[()]),
+                file["slice"][()],
+                file["row"][()],
+                file["col"][()],
+                tuple(file["label"].asstr()[()]),
+            )
+    return contents
+
+
+@pytest.fixture(scope="module")
+def processed(fastmri_dir, tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("patches")
+    summary = preprocess(fastmri_dir, out, seed=3, progress=False)
+    assert not summary.failed and summary.done
+    return out
+
+
+def test_patch_files_follow_the_rules(processed, fastmri_dir):
+    manifest = json.loads((processed / "manifest.json").read_text())
+    annotations = Annotations.from_csv(fastmri_dir / "brain.csv", fastmri_dir / "brain_file_list.csv")
+    total = 0
+    for split in ("train", "val", "test"):
+        if not (processed / f"{split}.h5").is_file():
+            continue
+        data = PatchDataset(processed / f"{split}.h5", in_memory=True)
+        total += len(data)
+        for item in (data[i] for i in range(len(data))):
+            image = item["image"].numpy()
+            assert image.shape == (2, 96, 96)
+            # Slice-wise normalisation: magnitude within [0, 1], phase kept.
+            assert np.hypot(image[0], image[1]).max() <= 1.0 + 1e-5
+            # Every patch belongs to its volume's split.
+            assert manifest["volumes"][item["file"]]["split"] == split
+            if item["label_name"] == "abnormal":
+                assert annotations.volume_class(item["file"]) == "abnormal"
+                assert item["overlap"] >= 0.25
+    assert total == sum(manifest["patches"].values())
+    splits = json.loads((processed / "splits.json").read_text())["volumes"]
+    assert set(splits) == set(manifest["volumes"])
+
+
+def test_table_counts_match_the_files(processed):
+    manifest = json.loads((processed / "manifest.json").read_text())
+    for split, count in manifest["patches"].items():
+        in_table = sum(row[split] for rows in manifest["table"].values() for row in rows.values())
+        assert in_table == count
+
+
+def test_shards_and_a_killed_run_give_the_same_output(fastmri_dir, processed, tmp_path, monkeypatch):
+    # Two shards processed separately, then merged.
+    for shard in (0, 1):
+        summary = preprocess(fastmri_dir, tmp_path / f"shard{shard}", seed=3, shard=shard, num_shards=2, progress=False)
+        assert summary.done and not summary.failed
+    merge(tmp_path / "shard0", parts=[tmp_path / "shard1"])
+    expected = _contents(processed)
+    _assert_same(_contents(tmp_path / "shard0"), expected)
+
+    # A run killed after its first volume leaves finished volumes only; the rerun completes it.
+    real = preprocess_module.write_volume_patches
+    calls = {"n": 0}
+
+    def dying(*args, **kwargs):
+        calls["n"] += 1
+        if calls["n"] == 2:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(preprocess_module, "write_volume_patches", dying)
+    with pytest.raises(KeyboardInterrupt):
+        preprocess(fastmri_dir, tmp_path / "killed", seed=3, progress=False)
+    monkeypatch.setattr(preprocess_module, "write_volume_patches", real)
+    assert len(list((tmp_path / "killed" / "volumes").glob("*.h5"))) == 1
+    assert not list((tmp_path / "killed" / "volumes").glob("*tmp*"))
+    summary = preprocess(fastmri_dir, tmp_path / "killed", seed=3, progress=False)
+    assert len(summary.skipped) == 1
+    _assert_same(_contents(tmp_path / "killed"), expected)
+
+
+def _assert_same(actual: dict, expected: dict) -> None:
+    assert actual.keys() == expected.keys()
+    for split in expected:
+        np.testing.assert_array_equal(actual[split][0], expected[split][0])
+        for a, b in zip(actual[split][1:], expected[split][1:]):
+            assert tuple(np.asarray(a).tolist()) == tuple(np.asarray(b).tolist())
+
+
+def test_a_corrupt_file_is_reported_and_skipped(fastmri_dir, tmp_path):
+    data = tmp_path / "data"
+    data.mkdir()
+    files = sorted(fastmri_dir.glob("*.h5"))[:2]
+    for path in files:
+        (data / path.name).symlink_to(path)
+    for name in ("brain.csv", "brain_file_list.csv"):
+        shutil.copy(fastmri_dir / name, data / name)
+    broken = data / "file_brain_AXT2_200_2000999.h5"
+    broken.write_bytes(files[0].read_bytes()[:4096])
+    summary = preprocess(data, tmp_path / "out", progress=False)
+    assert set(summary.failed) == {broken.stem}
+    assert str(broken) in summary.failed[broken.stem]
+    assert sorted(summary.done) == sorted(path.stem for path in files)
+    failed = json.loads((tmp_path / "out" / "failed.json").read_text())
+    assert set(failed) == {broken.stem}
