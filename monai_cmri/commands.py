@@ -120,9 +120,13 @@ def preprocess(
     num_shards: int = 1,
     backend: str = "torch",
     device: str | None = None,
+    external: bool = False,
+    labels: str | None = None,
+    inferior: float = 0.25,
+    superior: float = 0.0,
     quiet: bool = False,
 ) -> None:
-    """Preprocess fastMRI brain files into patch datasets (SPEC 1.3, paper 2.1.2-2.1.3).
+    """Preprocess fastMRI brain files into patch datasets (SPEC 1.3, paper 2.1.2-2.1.4).
 
     ESPIRiT coil combination, slice-wise normalisation, brain mask, patch rules, volume-level
     splits. Resumable: a rerun skips finished volumes. Broken files are reported and skipped.
@@ -138,10 +142,23 @@ def preprocess(
         num_shards: machines sharing the work; merge with ``python -m monai_cmri merge`` after.
         backend: ESPIRiT backend, "torch" or "sigpy" (the slow reference).
         device: torch device; CUDA when available by default.
+        external: external test data (paper 2.1.4): k-space resized to 320 x 320, facial slices
+            dropped, the 4 centre patches of a 4 x 4 grid (stride 75) per slice, volume labels
+            from ``labels``; writes ``out/external.h5``.
+        labels: with ``external``, a CSV ``file,label[,sequence]`` (label normal or abnormal).
+        inferior: with ``external``, fraction of the slices dropped at the inferior end.
+        superior: with ``external``, fraction of the slices dropped at the vertex.
         quiet: no progress bar.
     """
-    from monai_cmri.preprocess import format_table, patch_table
+    from monai_cmri.preprocess import format_table, patch_table, preprocess_external
     from monai_cmri.preprocess import preprocess as run
+
+    if external:
+        if labels is None:
+            raise ValueError("--external needs --labels CSV (columns file,label[,sequence])")
+        print(preprocess_external(data, out, labels, inferior=inferior, superior=superior, backend=backend,
+                                  progress=not quiet))
+        return
 
     summary = run(
         data, out, annotations=annotations, file_list=file_list, seed=seed, workers=workers, shard=shard,

@@ -58,6 +58,8 @@ __all__ = [
     "preprocess_volume",
     "write_volume_patches",
     "preprocess",
+    "preprocess_external",
+    "read_external_labels",
     "merge",
     "patch_table",
     "format_table",
@@ -109,6 +111,7 @@ def combined_volume(
     backend: str = "torch",
     device: str | None = None,
     slices: Sequence[int] | None = None,
+    sequence: str | None = None,
 ) -> tuple[np.ndarray, str]:
     """The coil-combined, slice-normalised complex volume of a fastMRI-format file (SPEC 1.3).
 
@@ -121,12 +124,13 @@ def combined_volume(
         backend: ESPIRiT backend, ``"torch"`` or ``"sigpy"``.
         device: torch device for ESPIRiT; CUDA when available by default.
         slices: slice indices; all by default.
+        sequence: the sequence of a file that names none (external data).
 
     Returns:
         ``(volume, sequence)``: complex64 ``(slices, size, size)``, each slice's magnitude in
         [0, 1]; and the file's sequence.
     """
-    with FastMRIFile(path) as volume:
+    with FastMRIFile(path, sequence=sequence) as volume:
         if size is None:
             size = 320 if external else volume.shape[2] // 2
         if external:
@@ -136,7 +140,7 @@ def combined_volume(
             images = []
             for index in indices:
                 kspace = resize_kspace(volume.kspace(index), (size, size))
-                images.append(np.asarray(espirit_combine(kspace)))
+                images.append(np.asarray(espirit_combine(kspace, backend=backend)))
             image = np.stack(images) if images else np.zeros((0, size, size), np.complex64)
         else:
             image = combine_volume(volume, size=size, backend=backend, device=device, slices=slices)
@@ -310,6 +314,105 @@ def preprocess(
     _write_json(out / ("failed.json" if num_shards == 1 else f"failed.shard{shard}.json"), summary.failed)
     if merge_splits and num_shards == 1:
         merge(out, seed=seed)
+    return summary
+
+
+def read_external_labels(path: str | Path) -> dict[str, tuple[str, str | None]]:
+    """Volume labels of an external test set: a CSV ``file,label[,sequence]`` (paper 2.1.4).
+
+    ``label`` is "normal" or "abnormal" (biopsy-confirmed healthy / metastasis in the paper);
+    ``sequence`` is one of the fastMRI sequences, needed when the file does not name one.
+
+    Returns:
+        ``{volume name: (label, sequence or None)}``.
+
+    Raises:
+        ValueError: naming the file and line for a missing column or an unknown label.
+    """
+    import csv
+
+    path = Path(path)
+    labels: dict[str, tuple[str, str | None]] = {}
+    with open(path, newline="", encoding="utf-8") as handle:
+        reader = csv.DictReader(handle)
+        if not reader.fieldnames or not {"file", "label"} <= set(reader.fieldnames):
+            raise ValueError(f"{path}: expected a header with columns file,label[,sequence], got {reader.fieldnames}")
+        for line, row in enumerate(reader, start=2):
+            label = (row["label"] or "").strip().lower()
+            if label not in ("normal", "abnormal"):
+                raise ValueError(f"{path}:{line}: label must be normal or abnormal, got {row['label']!r}")
+            sequence = (row.get("sequence") or "").strip() or None
+            labels[volume_name(row["file"].strip())] = (label, sequence)
+    return labels
+
+
+def preprocess_external(
+    data: str | Path,
+    out: str | Path,
+    labels: str | Path,
+    *,
+    inferior: float = 0.25,
+    superior: float = 0.0,
+    backend: str = "torch",
+    progress: bool = True,
+) -> PreprocessSummary:
+    """Cut an external test set into patches on a fixed grid (SPEC 1.3 last bullet, paper 2.1.4).
+
+    Each volume's k-space is zero-filled or cropped symmetrically to 320 x 320, its coils are
+    combined with ESPIRiT, facial slices are dropped (the lowest ``inferior`` and highest
+    ``superior`` fraction, :func:`~monai_cmri.data.patches.external_slices`), and each kept
+    slice gives the 4 centre patches of a 4 x 4 grid of 96 x 96 with stride 75 (last position
+    clamped to 224, :func:`~monai_cmri.data.patches.grid_positions`). Patches carry their
+    volume's label. Everything goes to ``out/external.h5``; per-volume files make it resumable.
+
+    Args:
+        data: folder of HDF5 files with ``kspace (slices, coils, H, W)`` and an ISMRMRD header.
+        out: output folder.
+        labels: CSV ``file,label[,sequence]`` (:func:`read_external_labels`).
+        inferior: fraction of slices dropped at the inferior end (face, orbits, skull base).
+        superior: fraction dropped at the vertex.
+        backend: ESPIRiT backend.
+        progress: show a progress bar.
+
+    Returns:
+        The summary; files without a label are listed as failed.
+    """
+    data, out = Path(data), Path(out)
+    table = read_external_labels(labels)
+    files = sorted(data.rglob("*.h5"), key=lambda p: p.name)
+    if not files:
+        raise OSError(f"{data}: no .h5 files")
+    (out / VOLUMES_DIR).mkdir(parents=True, exist_ok=True)
+    summary = PreprocessSummary()
+    for path in tqdm(files, desc="external", unit="volume", disable=not progress):
+        name = volume_name(path)
+        target = out / VOLUMES_DIR / f"{name}.h5"
+        if target.is_file():
+            summary.skipped.append(name)
+            continue
+        if name not in table:
+            summary.failed[name] = f"{path}: no label in {labels}"
+            continue
+        label, sequence = table[name]
+        try:
+            with FastMRIFile(path, sequence=sequence) as volume:
+                kept = list(external_slices(volume.num_slices, inferior, superior))
+            image, sequence = combined_volume(path, external=True, slices=kept, sequence=sequence, backend=backend)
+            plan = plan_grid(range(len(kept)), label)
+            patches = cut_patches(image, plan.records)
+            columns = plan.columns(name, sequence)
+            columns["slice"] = np.asarray(kept, dtype=np.int32)[columns["slice"]]
+            write_patches(target, patches, columns, {"volume": name, "volume_class": label, "sequence": sequence,
+                                                     "external": True, "slices": kept})
+        except (OSError, ValueError, KeyError, RuntimeError) as err:
+            summary.failed[name] = f"{type(err).__name__}: {err}"
+            continue
+        summary.done.append(name)
+    sources = sorted((out / VOLUMES_DIR).glob("*.h5"))
+    if sources:
+        merge_patches(sources, out / "external.h5", parameters={"external": True, "inferior": inferior,
+                                                                 "superior": superior})
+    _write_json(out / "failed.json", summary.failed)
     return summary
 
 

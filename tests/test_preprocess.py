@@ -126,3 +126,35 @@ def test_a_corrupt_file_is_reported_and_skipped(fastmri_dir, tmp_path):
     assert sorted(summary.done) == sorted(path.stem for path in files)
     failed = json.loads((tmp_path / "out" / "failed.json").read_text())
     assert set(failed) == {broken.stem}
+
+
+def test_external_mode_cuts_the_centre_grid_with_volume_labels(fastmri_dir, tmp_path):
+    from monai_cmri.preprocess import preprocess_external
+
+    data = tmp_path / "external"
+    data.mkdir()
+    files = sorted(fastmri_dir.glob("*.h5"))[:2]
+    for path in files:
+        (data / path.name).symlink_to(path)
+    labels = tmp_path / "labels.csv"
+    labels.write_text(f"file,label\n{files[0].stem},abnormal\n{files[1].name},normal\n")
+    summary = preprocess_external(data, tmp_path / "out", labels, inferior=1 / 3, progress=False)
+    assert sorted(summary.done) == sorted(p.stem for p in files)
+    data_set = PatchDataset(tmp_path / "out" / "external.h5", in_memory=True)
+    # 3 slices, the lowest third dropped: 2 slices x 4 centre patches per volume.
+    assert len(data_set) == 2 * 2 * 4
+    items = [data_set[i] for i in range(len(data_set))]
+    assert {(item["row"], item["col"]) for item in items} == {(75, 75), (75, 150), (150, 75), (150, 150)}
+    assert {item["slice"] for item in items} == {1, 2}
+    for item in items:
+        expected = "abnormal" if item["file"] == files[0].stem else "normal"
+        assert item["label_name"] == expected
+
+
+def test_external_labels_are_checked(tmp_path):
+    from monai_cmri.preprocess import read_external_labels
+
+    bad = tmp_path / "labels.csv"
+    bad.write_text("file,label\nfile_brain_AXT1_1_1,metastasis\n")
+    with pytest.raises(ValueError, match=r"labels.csv:2"):
+        read_external_labels(bad)

@@ -43,6 +43,8 @@ class FastMRIFile:
     Args:
         path: the ``.h5`` file.
         check_finite: reject slices that contain NaN or Inf when they are read.
+        sequence: the sequence, for files that name none (external data); overrides the
+            ``acquisition`` attribute and the file name.
 
     Attributes:
         path: the file path.
@@ -60,7 +62,7 @@ class FastMRIFile:
             invalid; the sequence is unknown. Every message starts with the file path.
     """
 
-    def __init__(self, path: str | Path, *, check_finite: bool = True) -> None:
+    def __init__(self, path: str | Path, *, check_finite: bool = True, sequence: str | None = None) -> None:
         self.path = Path(path)
         self.check_finite = check_finite
         self._file = _open(self.path)
@@ -69,7 +71,11 @@ class FastMRIFile:
             slices, coils, rows, cols = (int(n) for n in self._kspace.shape)
             self.shape: tuple[int, int, int, int] = (slices, coils, rows, cols)
             self.attrs: dict[str, Any] = {key: _plain(value) for key, value in self._file.attrs.items()}
-            self.sequence: str = _sequence(self.attrs.get("acquisition"), self.path)
+            self.sequence: str = (
+                normalize_sequence(sequence, str(self.path))
+                if sequence is not None
+                else _sequence(self.attrs.get("acquisition"), self.path)
+            )
             self.header: IsmrmrdHeader = _header(self._file, self.path)
         except BaseException:
             self._file.close()
