@@ -7,6 +7,7 @@ Commands:
     merge       merge the per-volume patch files of one or several shards into split datasets
     labels      class counts per sequence from fastMRI+ annotations, both class rules
     figure      render a fastMRI file's slices (magnitude, phase, boxes) to PNG
+    sheet       render a sheet of patches (magnitude, phase; normal vs abnormal) to PNG
     export      write a fastMRI file's combined volume as NIfTI (magnitude, phase)
 
 Each command is a thin wrapper over the package; ``python -m monai_cmri <command> --help`` lists
@@ -32,6 +33,7 @@ def main() -> None:
             "merge": commands.merge,
             "labels": commands.labels,
             "figure": commands.figure,
+            "sheet": commands.sheet,
             "export": commands.export,
         },
         name="monai_cmri",

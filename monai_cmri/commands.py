@@ -9,7 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Sequence
 
-__all__ = ["export", "figure", "labels", "merge", "pipeline", "preprocess", "simulate"]
+__all__ = ["export", "figure", "labels", "merge", "pipeline", "preprocess", "sheet", "simulate"]
 
 
 def simulate(
@@ -184,6 +184,21 @@ def merge(out: str, parts: Sequence[str] | str | None = None, seed: int | None =
         parts = [parts]
     manifest = run(out, parts=parts, seed=seed)
     print(format_table(manifest["table"]))
+
+
+def sheet(file: str, out: str | None = None, per_class: int = 4, seed: int = 0) -> None:
+    """Render a sheet of patches from a patch file: magnitude and phase, normal vs abnormal.
+
+    Args:
+        file: a patch file (``train.h5``, ``val.h5``, ``test.h5`` of ``preprocess``).
+        out: the PNG; ``<file>.png`` beside the input by default.
+        per_class: patches per class.
+        seed: which patches are shown.
+    """
+    from monai_cmri.figures import render_patches
+
+    path = Path(file)
+    print(render_patches(path, Path(out) if out else path.with_suffix(".png"), per_class=per_class, seed=seed))
 
 
 def export(file: str, out: str | None = None) -> None:

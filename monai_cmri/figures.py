@@ -15,7 +15,7 @@ import numpy as np
 if TYPE_CHECKING:
     from monai_cmri.data.annotations import Annotations, Box
 
-__all__ = ["nominal_field", "pick_slices", "render_slices", "render_volume"]
+__all__ = ["nominal_field", "pick_slices", "render_patches", "render_slices", "render_volume"]
 
 
 def render_slices(
@@ -140,3 +140,72 @@ def _num_slices(path: Path) -> int:
 
 def _reindex(boxes: Mapping[int, Sequence[Box]] | None, slices: Sequence[int]) -> dict[int, Sequence[Box]] | None:
     return None if boxes is None else {column: boxes[index] for column, index in enumerate(slices)}
+
+
+def render_patches(
+    path: str | Path,
+    out: str | Path,
+    per_class: int = 4,
+    classes: Sequence[str] = ("normal", "abnormal"),
+    seed: int = 0,
+) -> Path:
+    """A sheet of patches from a patch file, as in paper Figure 2.
+
+    For each class, ``per_class`` random patches: magnitude (gray) in one row, phase (cyclic
+    colormap, -pi..pi) below. The title of each patch names its sequence and source volume.
+
+    Args:
+        path: a patch file (:mod:`monai_cmri.data.dataset` layout).
+        out: the PNG to write.
+        per_class: patches shown per class.
+        classes: classes to show, one pair of rows each; classes absent from the file are skipped.
+        seed: which patches are picked.
+
+    Returns:
+        The path of the PNG.
+
+    Raises:
+        ValueError: when the file holds none of ``classes``.
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from monai_cmri.data.dataset import PatchDataset
+    from monai_cmri.transforms import channels_to_complex
+
+    data = PatchDataset(path)
+    labels = np.asarray(data.columns["label"]).astype(str)
+    rng = np.random.default_rng(seed)
+    chosen = {}
+    for name in classes:
+        members = np.flatnonzero(labels == name)
+        if members.size:
+            chosen[name] = rng.choice(members, size=min(per_class, members.size), replace=False)
+    if not chosen:
+        raise ValueError(f"{path}: holds no patch of class {', '.join(classes)}")
+    fig, axes = plt.subplots(2 * len(chosen), per_class, figsize=(2.0 * per_class, 4.2 * len(chosen)), squeeze=False)
+    for axis in axes.ravel():
+        axis.set_axis_off()
+    for block, (name, indices) in enumerate(chosen.items()):
+        for column, index in enumerate(indices):
+            item = data[int(index)]
+            patch = np.asarray(channels_to_complex(item["image"].numpy()))
+            top, bottom = axes[2 * block, column], axes[2 * block + 1, column]
+            top.imshow(np.abs(patch), cmap="gray", vmin=0.0, vmax=1.0)
+            phase = bottom.imshow(np.angle(patch), cmap="twilight", vmin=-np.pi, vmax=np.pi)
+            top.set_title(f"{name} | {item['sequence_name']}", fontsize=8)
+        axes[2 * block, 0].text(-0.1, 0.5, f"magnitude ({name})", transform=axes[2 * block, 0].transAxes,
+                                rotation=90, va="center", ha="right", fontsize=8)
+        axes[2 * block + 1, 0].text(-0.1, 0.5, f"phase ({name})", transform=axes[2 * block + 1, 0].transAxes,
+                                    rotation=90, va="center", ha="right", fontsize=8)
+    colorbar = fig.colorbar(phase, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01, ticks=[-np.pi, 0, np.pi])
+    colorbar.ax.set_yticklabels(["-\u03c0", "0", "\u03c0"])
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.with_name(out.name + ".tmp")
+    fig.savefig(tmp, dpi=110, format="png")
+    plt.close(fig)
+    os.replace(tmp, out)
+    return out

@@ -8,7 +8,8 @@ hundred MB; the demo stays under 2 GB).
 Layout of the output folder::
 
     kspace/       brain.csv, brain_file_list.csv (+ the fastMRI files with keep_kspace)
-    figures/      <SEQUENCE>.png: magnitude, phase and boxes of one volume per sequence
+    figures/      <SEQUENCE>.png: magnitude, phase and boxes of one volume per sequence;
+                  patches.png: training patches, normal and abnormal (paper Figure 2)
     patches/      volumes/*.h5, train.h5, val.h5, test.h5, splits.json, manifest.json
     summary.md    what was made
 """
@@ -25,7 +26,7 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from monai_cmri.data.annotations import Annotations, volume_name
-from monai_cmri.figures import pick_slices, render_slices
+from monai_cmri.figures import pick_slices, render_patches, render_slices
 from monai_cmri.preprocess import (
     VOLUMES_DIR,
     combined_volume,
@@ -103,6 +104,7 @@ def run_pipeline(
             os.remove(path)
 
     manifest = merge(patches_dir, seed=seed)
+    render_patches(patches_dir / "train.h5", figures_dir / "patches.png", seed=seed)
     minutes = (time.monotonic() - start) / 60
     text = "\n".join(
         [

@@ -27,3 +27,29 @@ def test_pick_slices_are_distinct_and_inside():
         picked = pick_slices(count)
         assert len(set(picked)) == len(picked) and all(0 <= i < count for i in picked)
         assert len(picked) == min(count, 6)
+
+
+def _patch_file(path, labels):
+    from monai_cmri.data.dataset import write_patches
+
+    n = len(labels)
+    rows, cols = np.mgrid[0:96, 0:96]
+    patch = np.stack([np.cos(cols / 15.0), np.sin(cols / 15.0)]).astype(np.float32) * (rows / 95.0)
+    columns = {
+        "file": [f"file_brain_AXT1_200_{i}" for i in range(n)], "slice": [0] * n, "row": [0] * n, "col": [0] * n,
+        "sequence": ["AXT1"] * n, "label": list(labels), "overlap": [0.0] * n,
+    }
+    write_patches(path, np.repeat(patch[None], n, axis=0), columns)
+    return path
+
+
+def test_render_patches_one_pair_of_rows_per_class(tmp_path):
+    import pytest
+
+    from monai_cmri.figures import render_patches
+
+    both = render_patches(_patch_file(tmp_path / "both.h5", ["normal", "abnormal"] * 3), tmp_path / "both.png")
+    one = render_patches(_patch_file(tmp_path / "one.h5", ["normal"] * 3), tmp_path / "one.png")
+    assert matplotlib.image.imread(both).shape[0] > 1.8 * matplotlib.image.imread(one).shape[0]
+    with pytest.raises(ValueError, match="no patch of class"):
+        render_patches(_patch_file(tmp_path / "none.h5", ["unlabeled"] * 2), tmp_path / "none.png")
