@@ -22,7 +22,7 @@ from monai_cmri.simulate.kspace import encode, rss
 from monai_cmri.simulate.lesions import ABNORMAL_FINDINGS, FINDING_LABELS
 from monai_cmri.simulate.spec import SCANNERS, VolumeSpec
 from monai_cmri.simulate.volume import SimulatedVolume, simulate_volume
-from monai_cmri.simulate.writer import simulate_dataset, write_annotations, write_volume
+from monai_cmri.simulate.writer import dataset_volume, simulate_dataset, write_annotations, write_volume
 
 __all__ = [
     "simulate_dataset",
@@ -30,6 +30,7 @@ __all__ = [
     "SimulatedVolume",
     "VolumeSpec",
     "plan_volume",
+    "dataset_volume",
     "write_volume",
     "write_annotations",
     "Annotation",

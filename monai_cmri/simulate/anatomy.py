@@ -2,10 +2,11 @@
 
 The brain comes from the MNI152 2009 templates shipped inside nilearn's wheel (T1, grey- and
 white-matter probability maps, brain mask at 1 mm; nothing is downloaded). Cerebrospinal fluid
-is what the mask holds beyond grey and white matter (ventricles, sulci). The skull and scalp
-are procedural: concentric shells at a signed distance from the smoothed brain surface, with
-thicknesses drawn per subject (subarachnoid CSF, dura, inner table, diploic marrow, outer
-table, galea, subcutaneous fat, skin).
+is what the mask holds beyond grey and white matter (ventricles, sulci); the T1 template
+refines the grey/white split where its intensity departs from the probabilities. The skull
+and scalp are procedural: shells at a signed distance from the smoothed brain surface and
+its envelope, with thicknesses drawn per subject and varying around the head (subarachnoid
+CSF, dura, inner table, diploic marrow, outer table, galea and temporalis, fat, skin).
 
 Each subject gets a random pose (rotation, anisotropic scale, translation) and a smooth random
 deformation, so no two volumes share the exact anatomy. Atlas coordinates are MNI millimetres.
@@ -40,6 +41,9 @@ _VENTRICLE_DEPTH_MM = 12.0
 _CLOSING_MM = 12.0
 _PLANAR_CROSS = np.zeros((3, 3, 3), bool)
 _PLANAR_CROSS[:, :, 1] = ndimage.generate_binary_structure(2, 1)
+# Middle of the head in MNI mm: the pose centres it in the field of view, and the skull's
+# thickness pattern is laid out around it.
+_HEAD_CENTRE_MM = np.array([0.0, -17.0, 15.0], np.float32)
 
 
 @dataclass(frozen=True)
@@ -47,9 +51,10 @@ class Atlas:
     """The MNI152 head atlas sampled by every subject.
 
     Attributes:
-        volume: ``(1, 5, Z, Y, X)`` float32 channels: grey matter, white matter, brain
+        volume: ``(1, 6, Z, Y, X)`` float32 channels: grey matter, white matter, brain
             fraction, signed distance to the (smoothed) brain surface and signed distance to
-            the brain's envelope (the inner skull surface), both in mm and negative inside.
+            the brain's envelope (the inner skull surface), both in mm and negative inside,
+            and the T1 residual (see :func:`load_atlas`).
         lo_mm: MNI coordinates ``(x, y, z)`` of voxel ``(0, 0, 0)``; voxels are 1 mm.
         candidates: named ``(n, 3)`` float32 MNI point sets where lesions may be centred:
             ``"deep_wm"`` white matter >= 15 mm below the surface, ``"periventricular"`` white
@@ -64,14 +69,14 @@ class Atlas:
     depth: dict[str, np.ndarray]
 
     def sample(self, points: np.ndarray) -> np.ndarray:
-        """Trilinear samples of the five channels at MNI points.
+        """Trilinear samples of the six channels at MNI points.
 
         Args:
             points: ``(..., 3)`` MNI coordinates in mm; outside the box reads as air.
 
         Returns:
-            ``(5, ...)`` float32: grey matter, white matter, brain fraction, distance to the
-            brain surface, distance to the envelope.
+            ``(6, ...)`` float32: grey matter, white matter, brain fraction, distance to the
+            brain surface, distance to the envelope, T1 residual.
         """
         shape = points.shape[:-1]
         # A 5D grid that keeps the points' own layout reads the volume far more coherently
@@ -102,13 +107,15 @@ def load_atlas() -> Atlas:
     from nilearn import datasets
 
     images = (
+        datasets.load_mni152_template(resolution=1),
         datasets.load_mni152_gm_template(resolution=1),
         datasets.load_mni152_wm_template(resolution=1),
         datasets.load_mni152_brain_mask(resolution=1),
     )
-    gm, wm, mask = (_in_box(np.asarray(image.dataobj, np.float32)) for image in images)
+    t1, gm, wm, mask = (_in_box(np.asarray(image.dataobj, np.float32)) for image in images)
     gm, wm = np.clip(gm, 0, 1), np.clip(wm, 0, 1)
     brain = np.maximum(mask > 0.5, np.clip(gm + wm, 0, 1)).astype(np.float32)
+    residual = _t1_residual(t1, gm, wm, brain)
 
     smooth = ndimage.gaussian_filter(brain, 1.5)[::2, ::2, ::2] > 0.5
     distance = _upsample(_signed_distance(smooth), brain.shape)
@@ -143,8 +150,25 @@ def load_atlas() -> Atlas:
         candidates[name] = (index + _BOX_LO).astype(np.float32)
         depths[name] = depth[tuple(index.T)].astype(np.float32)
 
-    volume = np.stack([gm, wm, brain, distance, envelope]).transpose(0, 3, 2, 1)
+    volume = np.stack([gm, wm, brain, distance, envelope, residual]).transpose(0, 3, 2, 1)
     return Atlas(torch.from_numpy(np.ascontiguousarray(volume))[None], _BOX_LO.copy(), candidates, depths)
+
+
+def _t1_residual(t1: np.ndarray, gm: np.ndarray, wm: np.ndarray, brain: np.ndarray) -> np.ndarray:
+    """What the T1 template shows beyond its three tissue classes, in units of white minus grey.
+
+    The template intensity inside the brain is fitted as ``a gm + b wm + c csf`` by least
+    squares; the residual over ``b - a`` says how much more white-matter-like (myelin-rich:
+    internal capsule, optic radiations) or grey-matter-like (iron-rich deep nuclei) a voxel is
+    than its probabilities, and :func:`head_fractions` moves that share between the two.
+    """
+    inside = brain > 0.5
+    csf = np.clip(brain - gm - wm, 0, 1)
+    design = np.stack([gm[inside], wm[inside], csf[inside]], axis=1)
+    coef, *_ = np.linalg.lstsq(design, t1[inside], rcond=None)
+    out = np.zeros_like(t1)
+    out[inside] = (t1[inside] - design @ coef) / (coef[1] - coef[0])
+    return np.clip(out, -0.5, 0.5)
 
 
 def _signed_distance(mask: np.ndarray) -> np.ndarray:
@@ -237,10 +261,6 @@ class HeadLayers:
     def total(self, points: np.ndarray | None = None) -> np.ndarray | float:
         """Distance from the brain surface to the air, mm (at ``points`` or on average)."""
         return self.boundaries(points)[-1][1]
-
-
-# Middle of the head in MNI mm (the skull's thickness pattern is centred here).
-_HEAD_CENTRE_MM = np.array([0.0, -17.0, 15.0], np.float32)
 
 
 def _waves(u: np.ndarray, waves: tuple[tuple[float, float, float, float], ...]) -> np.ndarray:
@@ -337,24 +357,20 @@ def draw_subject(rng: np.random.Generator, geometry: SliceGeometry, warp_mm: flo
     """
     angles = np.deg2rad(rng.normal(0.0, [4.0, 2.0, 3.0]).clip(-10, 10))  # pitch, roll, yaw
     rotation = _rotation(*angles)
-    scale = (np.clip(rng.normal(1.0, 0.04), 0.92, 1.06) * np.clip(rng.normal(1.0, 0.02, 3), 0.96, 1.04))
+    scale = np.clip(rng.normal(1.0, 0.04), 0.92, 1.06) * np.clip(rng.normal(1.0, 0.02, 3), 0.96, 1.04)
     half = geometry.spacing_mm * (geometry.slices - 1) / 2
     lo, hi = -40.0 + half, 75.0 - half
     centre_z = float(np.clip(rng.normal(18.0, 8.0), lo, hi)) if lo <= hi else 17.0
-    # The head (brain plus scalp) is centred near MNI y = -17; keep it centred in the image.
-    centre_mni = np.array([0.0, -17.0, centre_z])
+    centre_mni = np.array([_HEAD_CENTRE_MM[0], _HEAD_CENTRE_MM[1], centre_z])
     shift = np.array([*rng.normal(0.0, 3.0, 2).clip(-8, 8), 0.0])
     target = shift + np.array([0.0, 0.0, geometry.centre_z_mm])
     translation = target - rotation @ (scale * centre_mni)
 
     n = 12
-    noise = ndimage.gaussian_filter(rng.standard_normal((3, n, n, n)), sigma=(0, 1.2, 1.2, 1.2), mode="wrap")
+    noise = ndimage.gaussian_filter(rng.standard_normal((3, n, n, n)), sigma=(0, 1.2, 1.2, 1.2), mode="nearest")
     noise *= warp_mm / max(float(noise.std()), 1e-6)
-    def waves(amplitude: float) -> tuple[tuple[float, float, float, float], ...]:
-        directions = rng.standard_normal((3, 3))
-        directions /= np.linalg.norm(directions, axis=1, keepdims=True)
-        return tuple((*map(float, v), float(a)) for v, a in zip(directions, rng.uniform(0, amplitude, 3)))
-
+    # warp is stored (1, 3, z, y, x) with channels (dx, dy, dz) for grid_sample.
+    warp = torch.from_numpy(noise.astype(np.float32))[None]
     layers = HeadLayers(
         csf=rng.uniform(1.5, 4.0),
         dura=rng.uniform(0.6, 1.0),
@@ -364,13 +380,18 @@ def draw_subject(rng: np.random.Generator, geometry: SliceGeometry, warp_mm: flo
         galea=rng.uniform(1.0, 2.0),
         fat=rng.uniform(2.0, 5.0),
         skin=rng.uniform(1.5, 2.5),
-        skull_waves=waves(0.3),
-        scalp_waves=waves(0.3),
+        skull_waves=_draw_waves(rng, 0.3),
+        scalp_waves=_draw_waves(rng, 0.3),
         temporalis_mm=rng.uniform(3.0, 8.0),
     )
-    # warp is stored (1, 3, z, y, x) with channels (dx, dy, dz) for grid_sample.
-    warp = torch.from_numpy(noise.astype(np.float32))[None]
     return Subject(rotation, scale.astype(np.float32), translation.astype(np.float32), warp, layers)
+
+
+def _draw_waves(rng: np.random.Generator, amplitude: float) -> tuple[tuple[float, float, float, float], ...]:
+    """Three random directions with amplitudes in ``[0, amplitude)`` for :func:`_waves`."""
+    directions = rng.standard_normal((3, 3))
+    directions /= np.linalg.norm(directions, axis=1, keepdims=True)
+    return tuple((*map(float, v), float(a)) for v, a in zip(directions, rng.uniform(0, amplitude, 3)))
 
 
 def _rotation(pitch: float, roll: float, yaw: float) -> np.ndarray:
@@ -394,14 +415,15 @@ def head_fractions(
 ) -> np.ndarray:
     """Tissue fractions from atlas samples and the head shells.
 
-    Inside the brain mask the template gives grey and white matter and CSF is the rest. Outside
+    Inside the brain mask the template gives grey and white matter (sharpened, then adjusted by
+    the T1 residual) and CSF is the rest. Outside
     it, CSF and then dura follow the brain surface; beyond them the skull and scalp shells
     (bone, marrow, bone, galea, fat, skin) follow the envelope, and whatever lies inside the
     envelope but beyond the dura (the skull base between the lobes) is bone. Shell edges are
     linear partial-volume ramps ``edge_mm`` wide.
 
     Args:
-        samples: ``(5, ...)`` output of :meth:`Atlas.sample`.
+        samples: ``(6, ...)`` output of :meth:`Atlas.sample`.
         layers: the subject's shell thicknesses.
         points: ``(..., 3)`` atlas positions of the samples, for the thickness variations;
             None uses the mean thicknesses.
@@ -415,12 +437,12 @@ def head_fractions(
         ``(len(ANATOMY_TISSUES), ...)`` float32 fractions summing to <= 1 (the rest is air),
         or ``out``.
     """
-    gm, wm, brain, surface, envelope = samples
+    gm, wm, brain, surface, envelope, residual = samples
     if out is None:
         out = np.zeros((len(ANATOMY_TISSUES),) + gm.shape, np.float32)
     index = {name: i for i, name in enumerate(ANATOMY_TISSUES)}
 
-    def within(distance: np.ndarray, edge: float) -> np.ndarray:
+    def within(distance: np.ndarray, edge: np.ndarray | float) -> np.ndarray:
         return np.clip((edge - distance) / edge_mm + 0.5, 0, 1)
 
     # The templates average 152 brains, which blurs the cortex; raising the probabilities to a
@@ -428,16 +450,29 @@ def head_fractions(
     csf_in = np.clip(brain - gm - wm, 0, None)
     weights = np.stack([csf_in, gm, wm]) ** sharpness
     weights *= brain / np.maximum(weights.sum(0), 1e-12)
+    # The T1 residual trades grey for white matter where the template is brighter than its
+    # probabilities predict, and back where it is darker.
+    to_white = np.where(residual > 0, residual * weights[1], residual * weights[2])
+    weights[1] -= to_white
+    weights[2] += to_white
     out[index["csf"]], out[index["gm"]], out[index["wm"]] = weights
-    outside = 1.0 - brain
+
+    # Shells only where something lies outside the brain and within reach of the thickest
+    # head: a small part of the grid, so the rest of the work runs on that subset.
+    reach = layers.total() * 1.6 + layers.temporalis_mm + edge_mm
+    shell = np.flatnonzero(((brain < 1) & (np.minimum(surface, envelope) < reach)).ravel())
+    flat = out.reshape(len(out), -1)
+    outside = 1.0 - brain.ravel()[shell]
+    surface, envelope = surface.ravel()[shell], envelope.ravel()[shell]
     csf = within(surface, layers.csf)
     meninges = within(surface, layers.csf + layers.dura)
-    out[index["csf"]] += outside * csf
-    out[index["dura"]] += outside * (meninges - csf)
+    flat[index["csf"], shell] += outside * csf
+    flat[index["dura"], shell] += outside * (meninges - csf)
     rest = outside * (1.0 - meninges)
     inner = np.zeros_like(envelope)
-    for tissue, edge in layers.boundaries(points)[2:]:
+    where = None if points is None else points.reshape(-1, 3)[shell]
+    for tissue, edge in layers.boundaries(where)[2:]:
         inside = within(envelope, edge)
-        out[index[tissue]] += rest * (inside - inner)
+        flat[index[tissue], shell] += rest * (inside - inner)
         inner = inside
     return out

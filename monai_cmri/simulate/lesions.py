@@ -156,11 +156,12 @@ def draw_lesions(
         raise ValueError(f"unknown findings {sorted(unknown)}; expected some of {sorted(FINDING_LABELS)}")
     floor = 1.5 * geometry.pixel_mm
     lesions: list[Lesion] = []
+    mapped: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     for finding in findings:
         label = FINDING_LABELS[finding]
         if finding == "mass":
             radius = rng.uniform(11.0, 16.0)
-            centre = _centre(rng, atlas, subject, geometry, "deep_wm", radius + 6.0, lesions)
+            centre = _centre(rng, atlas, subject, geometry, "deep_wm", radius + 6.0, lesions, mapped)
             lesions.append(
                 _shape(
                     rng, "mass", label, centre, radius, 1.15, 0.12,
@@ -174,20 +175,20 @@ def draw_lesions(
             for _ in range(int(rng.integers(3, 9))):
                 region = "periventricular" if rng.random() < 0.7 else "deep_wm"
                 radius = max(rng.uniform(3.0, 6.0), floor)
-                centre = _centre(rng, atlas, subject, geometry, region, 0.0, lesions)
+                centre = _centre(rng, atlas, subject, geometry, region, 0.0, lesions, mapped)
                 lesions.append(_shape(rng, "wml", label, centre, radius, 1.6, 0.1))
         elif finding == "cyst":
             for _ in range(int(rng.integers(1, 3))):
                 radius = max(rng.uniform(4.0, 10.0), floor)
-                centre = _centre(rng, atlas, subject, geometry, "parenchyma", radius + 3.0, lesions)
+                centre = _centre(rng, atlas, subject, geometry, "parenchyma", radius + 3.0, lesions, mapped)
                 lesions.append(_shape(rng, "cyst", label, centre, radius, 1.3, 0.03))
         elif finding == "normal_variant":
             radius = max(rng.uniform(2.5, 4.0), floor)
-            centre = _centre(rng, atlas, subject, geometry, "deep_grey", 0.0, lesions)
+            centre = _centre(rng, atlas, subject, geometry, "deep_grey", 0.0, lesions, mapped)
             lesions.append(_shape(rng, "cyst", label, centre, radius, 1.2, 0.03))
         elif finding in ("encephalomalacia", "posttreatment"):
             radius = rng.uniform(8.0, 14.0) if finding == "encephalomalacia" else rng.uniform(10.0, 18.0)
-            centre = _centre(rng, atlas, subject, geometry, "cortex", 0.0, lesions)
+            centre = _centre(rng, atlas, subject, geometry, "cortex", 0.0, lesions, mapped)
             lesions.append(_shape(rng, "cavity", label, centre, radius, 1.4, 0.2, core=0.75))
     return lesions
 
@@ -226,22 +227,34 @@ def _centre(
     region: str,
     min_depth_mm: float,
     placed: list[Lesion],
+    mapped: dict[str, tuple[np.ndarray, np.ndarray, np.ndarray]],
 ) -> np.ndarray:
     """A candidate atlas point of ``region`` that lands within 1 mm of a slice centre.
 
     Candidates deep enough (``min_depth_mm``) and at least 15 mm outside any mass already placed
     are mapped to the scanner; those on a slice and inside the field of view are eligible.
-    If none is (a very thin slab), the closest to a slice centre is taken.
+    If none is (a very thin slab), the closest to a slice centre is taken. ``mapped`` caches
+    each region's candidates near the slab with their scanner positions.
     """
-    points = atlas.candidates[region]
-    keep = atlas.depth[region] >= min_depth_mm
+    if region not in mapped:
+        points, depth = atlas.candidates[region], atlas.depth[region]
+        # The affine part alone places a point within a few mm: keep those near a slice, then
+        # map them exactly through the deformation too.
+        z = ((points * subject.scale) @ subject.rotation.T + subject.translation)[:, 2]
+        near = np.abs(z[:, None] - geometry.slice_mm()[None]).min(1) <= 10.0
+        if not near.any():
+            near = np.ones(len(points), bool)
+        mapped[region] = (points[near], depth[near], subject.to_scanner(points[near]))
+    points, depth, scanner = mapped[region]
+    keep = depth >= min_depth_mm
     if not keep.any():
-        keep = atlas.depth[region] >= np.quantile(atlas.depth[region], 0.9)
+        keep = depth >= np.quantile(depth, 0.9)
     for lesion in placed:
         if lesion.kind == "mass":
             keep &= np.linalg.norm(points - lesion.centre, axis=1) > lesion.size_mm + 15.0
-    points = points[keep]
-    scanner = subject.to_scanner(points)
+    if not keep.any():
+        keep = np.ones(len(points), bool)
+    points, scanner = points[keep], scanner[keep]
     offset = np.abs(scanner[:, 2:3] - geometry.slice_mm()[None]).min(1)
     half_x = geometry.width * geometry.pixel_mm / 2 - 15.0
     half_y = geometry.rows * geometry.pixel_mm / 2 - 15.0

@@ -13,6 +13,7 @@ The phase of the coil-combined image is ``phi = phi_0 + phi_tx(r) + 2 pi gamma d
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,7 @@ GYROMAGNETIC_HZ_PER_T = 42.577478e6
 HEAD_AIR_CHI_PPM = -9.4
 
 
+@functools.lru_cache(maxsize=4)
 def dipole_kernel(shape: tuple[int, int, int], voxel_mm: float) -> np.ndarray:
     """k-space unit dipole ``1/3 - k_z^2 / |k|^2`` of a ``(z, y, x)`` grid, 0 at ``k = 0``.
 
@@ -44,7 +46,7 @@ def dipole_kernel(shape: tuple[int, int, int], voxel_mm: float) -> np.ndarray:
         voxel_mm: isotropic voxel size (sets only the frequency units, which cancel).
 
     Returns:
-        ``shape`` float32 array in unshifted FFT order.
+        ``shape`` float32 array in unshifted FFT order (cached: do not modify).
     """
     kz, ky, kx = np.meshgrid(*(np.fft.fftfreq(n, voxel_mm) for n in shape), indexing="ij")
     k2 = kx**2 + ky**2 + kz**2

@@ -21,7 +21,7 @@ from monai_cmri.data.header import EncodingLimit, IsmrmrdHeader
 from monai_cmri.simulate.anatomy import Subject, draw_subject, head_fractions, load_atlas
 from monai_cmri.simulate.artifacts import apply_flow_ghost, draw_flow_ghost
 from monai_cmri.simulate.boxes import Annotation, box_from_mask
-from monai_cmri.simulate.coils import loop_array, noise_covariance, sensitivities
+from monai_cmri.simulate.coils import CoilArray, loop_array, noise_covariance, sensitivities
 from monai_cmri.simulate.contrast import TISSUES, Protocol, protocol, tissue_signals
 from monai_cmri.simulate.geometry import READOUT_FOV_MM, SliceGeometry
 from monai_cmri.simulate.kspace import encode, encoding_limits, rss
@@ -74,7 +74,8 @@ class SimulatedVolume:
         sensitivities: ``(S, C, N, N)`` complex64 coil sensitivities (zero outside the width).
         fractions: ``(S, len(TISSUES), N, N)`` float32 tissue fractions (slice-averaged).
         phase: ``(S, N, N)`` float32 image phase (global, transceive, field) in radians, so
-            that ``image * exp(-1j * phase)`` is the real, signed tissue signal.
+            that ``image * exp(-1j * phase)`` is the real, signed tissue signal (flow ghosts
+            excepted).
         field_ppm: ``(S, N, N)`` float32 field offset ``dB0 / B0`` after shimming, ppm.
         lesions: the 3D lesions, atlas coordinates.
         masks: ``(S, N, N)`` bool ground-truth mask per finding instance (lesions in order,
@@ -169,7 +170,9 @@ def simulate_volume(spec: VolumeSpec, rng: np.random.Generator) -> SimulatedVolu
         encode(image[s], maps[s], spec.readout, spec.lines, sigma, covariance, generator, out=kspace[s])
     recon = rss(kspace)
 
-    pad = _padder(geometry)
+    def pad(x: np.ndarray) -> np.ndarray:
+        return _pad(x, geometry)
+
     volume = SimulatedVolume(
         spec=spec,
         header=_header(spec, geometry, acquisition),
@@ -203,17 +206,13 @@ def _texture(rng: np.random.Generator, shape: tuple[int, ...], pixel_mm: float, 
     return 1.0 + amount * smooth
 
 
-def _padder(geometry: SliceGeometry):
+def _pad(x: np.ndarray, geometry: SliceGeometry) -> np.ndarray:
     """Zero-pad the last axis from ``W`` to ``rows`` columns, ``(rows - W) // 2`` on the left."""
-
-    def pad(x: np.ndarray) -> np.ndarray:
-        if geometry.width == geometry.rows:
-            return x
-        out = np.zeros(x.shape[:-1] + (geometry.rows,), x.dtype)
-        out[..., geometry.pad_left : geometry.pad_left + geometry.width] = x
-        return out
-
-    return pad
+    if geometry.width == geometry.rows:
+        return x
+    out = np.zeros(x.shape[:-1] + (geometry.rows,), x.dtype)
+    out[..., geometry.pad_left : geometry.pad_left + geometry.width] = x
+    return out
 
 
 def _field_map(subject: Subject, lesions: list[Lesion], geometry: SliceGeometry, centre: np.ndarray) -> np.ndarray:
@@ -246,7 +245,7 @@ def _ring_field(lesion: Lesion, subject: Subject, centre: np.ndarray) -> np.ndar
     """Field (ppm) of a hemorrhagic mass's hemosiderin rim at the slice-centre points."""
     voxel = 1.5
     middle = subject.to_scanner(lesion.centre[None])[0]
-    half = 1.3 * lesion.reach_mm / 4.0 + 20.0
+    half = 1.3 * float(np.max(lesion.radii)) + 20.0  # the rim's dipole field is < 5% beyond
     n = int(np.ceil(2 * half / voxel)) | 1
     axis = (np.arange(n) - n // 2) * voxel
     grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).astype(np.float32) + middle
@@ -260,7 +259,7 @@ def _ring_field(lesion: Lesion, subject: Subject, centre: np.ndarray) -> np.ndar
     return out
 
 
-def _smooth_sensitivities(array, centre: np.ndarray, spacing_mm: float = 8.0) -> np.ndarray:
+def _smooth_sensitivities(array: CoilArray, centre: np.ndarray, spacing_mm: float = 8.0) -> np.ndarray:
     """Coil maps ``(S, C, rows, W)`` from Biot-Savart on a grid of about ``spacing_mm``,
     brought to full resolution by separable cubic interpolation (the fields vary over
     centimetres; the exact sum at every 0.7 mm pixel costs over 100 times more)."""

@@ -21,11 +21,36 @@ from monai_cmri.simulate.boxes import CSV_HEADER, Annotation
 from monai_cmri.simulate.cohort import plan_volume
 from monai_cmri.simulate.volume import SimulatedVolume, simulate_volume
 
-__all__ = ["ANNOTATIONS_CSV", "FILE_LIST_CSV", "write_volume", "write_annotations", "simulate_dataset"]
+__all__ = [
+    "ANNOTATIONS_CSV",
+    "FILE_LIST_CSV",
+    "dataset_volume",
+    "write_volume",
+    "write_annotations",
+    "simulate_dataset",
+]
 
 #: Names of the fastMRI+ files written next to the volumes.
 ANNOTATIONS_CSV = "brain.csv"
 FILE_LIST_CSV = "brain_file_list.csv"
+
+
+def dataset_volume(
+    index: int,
+    seed: int,
+    *,
+    slices: int = 16,
+    width: int = 320,
+    readout: int = 640,
+    coils: Sequence[int] | None = None,
+) -> SimulatedVolume:
+    """Volume ``index`` of the dataset drawn with ``seed``, exactly as :func:`simulate_dataset`
+    writes it (its plan from ``(seed, index, 0)``, its simulation from ``(seed, index, 1)``).
+
+    Lets a streaming consumer simulate, use and drop one volume at a time.
+    """
+    spec = plan_volume(index, seed, slices=slices, width=width, readout=readout, coils=coils)
+    return simulate_volume(spec, np.random.default_rng([seed, index, 1]))
 
 
 def write_volume(volume: SimulatedVolume, out_dir: str | Path) -> Path:
@@ -73,7 +98,9 @@ def _atomic_text(path: Path, text: str) -> None:
         raise
 
 
-def write_annotations(out_dir: str | Path, annotations: Sequence[Annotation], files: Sequence[str]) -> tuple[Path, Path]:
+def write_annotations(
+    out_dir: str | Path, annotations: Sequence[Annotation], files: Sequence[str]
+) -> tuple[Path, Path]:
     """Write ``brain.csv`` and ``brain_file_list.csv`` in the fastMRI+ format.
 
     Args:
@@ -150,11 +177,10 @@ def simulate_dataset(
 
     paths, annotations, annotated = [], [], []
     for index in tqdm(range(volumes), desc="simulate", unit="volume", disable=not progress):
-        spec = plan_volume(index, seed, slices=slices, width=width, readout=readout, coils=coils)
-        volume = simulate_volume(spec, np.random.default_rng([seed, index, 1]))
+        volume = dataset_volume(index, seed, slices=slices, width=width, readout=readout, coils=coils)
         paths.append(write_volume(volume, directory))
-        if spec.annotated:
-            annotated.append(spec.name)
+        if volume.spec.annotated:
+            annotated.append(volume.spec.name)
             annotations.extend(volume.annotations)
         del volume
     write_annotations(directory, annotations, annotated)

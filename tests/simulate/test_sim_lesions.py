@@ -11,8 +11,9 @@ from monai_cmri.simulate.geometry import SliceGeometry
 from monai_cmri.simulate.lesions import Lesion, lesion_masks, mass_effect
 
 
-def _mass(centre, radius=12.0) -> Lesion:
-    return Lesion("mass", "Mass", np.asarray(centre, np.float32), np.full(3, radius, np.float32), np.eye(3, dtype=np.float32))
+def _lesion(kind: str, centre, radii) -> Lesion:
+    radii = np.broadcast_to(np.asarray(radii, np.float32), (3,)).copy()
+    return Lesion(kind, kind, np.asarray(centre, np.float32), radii, np.eye(3, dtype=np.float32))
 
 
 def test_mass_effect_conserves_volume_radially():
@@ -20,7 +21,7 @@ def test_mass_effect_conserves_volume_radially():
     subject = draw_subject(np.random.default_rng(0), geometry)
     points = subject.map_grid(geometry.points())
     centre = points[1, 1, 32, 32]
-    lesion = _mass(centre)
+    lesion = _lesion("mass", centre, 12.0)
     moved = mass_effect(points, [lesion], subject, geometry)
     r = np.linalg.norm(points - centre, axis=-1)
     r0 = np.linalg.norm(moved - centre, axis=-1)
@@ -35,7 +36,7 @@ def test_mass_effect_conserves_volume_radially():
 
 
 def test_ellipsoid_occupancy_and_radius():
-    lesion = Lesion("wml", "x", np.zeros(3, np.float32), np.array([6.0, 3.0, 3.0], np.float32), np.eye(3, dtype=np.float32))
+    lesion = _lesion("wml", np.zeros(3), [6.0, 3.0, 3.0])
     points = np.array([[0, 0, 0], [5.9, 0, 0], [0, 2.0, 0], [0, 3.5, 0], [7, 0, 0]], np.float32)
     rho = lesion.radius(points)
     np.testing.assert_allclose(rho, [0, 5.9 / 6, 2 / 3, 3.5 / 3, 7 / 6], rtol=1e-6)

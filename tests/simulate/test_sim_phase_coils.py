@@ -39,7 +39,8 @@ def test_shim_removes_linear_terms_and_sample_grid_interpolates():
     linear = (0.3 + 0.02 * x - 0.01 * z).astype(np.float32)
     assert np.abs(shim(linear, points, np.ones(linear.shape, bool))).max() < 1e-5
     query = np.array([[1.0, 3.0, 5.0], [9.0, 0.5, 2.0]], np.float32)
-    np.testing.assert_allclose(sample_grid(linear, np.zeros(3, np.float32), 2.0, query), 0.3 + 0.02 * query[:, 0] - 0.01 * query[:, 2], atol=1e-5)
+    expected = 0.3 + 0.02 * query[:, 0] - 0.01 * query[:, 2]
+    np.testing.assert_allclose(sample_grid(linear, np.zeros(3, np.float32), 2.0, query), expected, atol=1e-5)
 
 
 def test_phase_model_adds_offset_transceive_and_field():

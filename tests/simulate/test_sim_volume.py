@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from conftest import small_volume
+from sim_helpers import small_volume
 from scipy import ndimage
 
-from monai_cmri.simulate import TISSUES, rows_of_box
+from monai_cmri.simulate import FINDING_LABELS, TISSUES, rows_of_box
 from monai_cmri.simulate.kspace import rss
 
 
@@ -92,7 +92,9 @@ def test_rss_is_brightest_in_the_head_and_scaled_like_fastmri(contrast_volumes):
         np.testing.assert_allclose(rss(volume.kspace), volume.reconstruction_rss, rtol=1e-6, atol=0)
 
 
-@pytest.mark.parametrize("findings", [("mass",), ("wml",), ("cyst", "encephalomalacia"), ("posttreatment", "artifact")])
+@pytest.mark.parametrize(
+    "findings", [("mass",), ("wml",), ("cyst", "encephalomalacia"), ("posttreatment", "artifact")]
+)
 def test_every_lesion_lies_inside_its_boxes(findings):
     volume = small_volume("AXFLAIR", 2.8936, findings, seed=11, slices=4)
     size = volume.reconstruction_rss.shape[-1]
@@ -106,11 +108,7 @@ def test_every_lesion_lies_inside_its_boxes(findings):
                 covered[rows_of_box(box.y, box.height, size), box.x : box.x + box.width] = True
             assert covered[mask[s]].all(), (label, s)
     labels = {a.label for a in boxes}
-    expected = {
-        "mass": "Mass", "wml": "Nonspecific white matter lesion", "cyst": "Likely cysts",
-        "encephalomalacia": "Encephalomalacia", "posttreatment": "Posttreatment change", "artifact": "Possible artifact",
-    }
-    assert labels == {expected[f] for f in findings}
+    assert labels == {FINDING_LABELS[f] for f in findings}
 
 
 def test_mass_has_necrosis_rim_and_edema_that_follows_white_matter():

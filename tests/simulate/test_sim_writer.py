@@ -9,12 +9,19 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from conftest import TINY
+from sim_helpers import TINY
 from monai.apps.reconstruction.fastmri_reader import FastMRIReader
 
 from monai_cmri.data.header import IsmrmrdHeader
 from monai_cmri.data.sequences import sequence_from_name
-from monai_cmri.simulate import CSV_HEADER, FINDING_LABELS, rows_of_box, simulate_dataset
+from monai_cmri.simulate import (
+    ABNORMAL_FINDINGS,
+    CSV_HEADER,
+    FINDING_LABELS,
+    dataset_volume,
+    rows_of_box,
+    simulate_dataset,
+)
 from monai_cmri.simulate.kspace import fft_lines
 
 _TIMING = {  # sequence -> field -> (TR, TE, TI)
@@ -63,7 +70,8 @@ def test_header_round_trips_the_requested_values(tiny_dataset):
         pixel = 440.0 / readout
         assert header.encoded_matrix == (readout, width, 1)
         assert header.recon_matrix == (readout // 2, width, 1)
-        assert header.encoded_fov_mm[0] == 440.0 and header.encoded_fov_mm[1] == pytest.approx(width * pixel, abs=1e-3)
+        assert header.encoded_fov_mm[0] == 440.0
+        assert header.encoded_fov_mm[1] == pytest.approx(width * pixel, abs=1e-3)
         assert header.recon_fov_mm[0] == pytest.approx(220.0) and header.recon_fov_mm[2] == 5.0
         assert header.receiver_channels == coils == 4
         assert header.vendor == "SIEMENS"
@@ -120,9 +128,10 @@ def test_annotation_csvs_follow_fastmri_plus(tiny_dataset):
         assert 0 <= rows_.start < rows_.stop <= 64
     # Each annotated sequence has normal and abnormal volumes.
     classes: dict[str, set[str]] = {}
+    abnormal = {FINDING_LABELS[f] for f in ABNORMAL_FINDINGS}
     for name in listing:
         own = {r[7] for r in rows[1:] if r[0] == name}
-        kind = "normal" if "Normal for age" in own else ("abnormal" if own & {"Mass", "Nonspecific white matter lesion", "Likely cysts", "Encephalomalacia"} else "excluded")
+        kind = "normal" if "Normal for age" in own else ("abnormal" if own & abnormal else "excluded")
         classes.setdefault(sequence_from_name(name + ".h5"), set()).add(kind)
     for sequence in ("AXFLAIR", "AXT1", "AXT1POST"):
         assert {"normal", "abnormal"} <= classes[sequence]
@@ -169,3 +178,9 @@ def test_output_path_that_is_a_file_raises(tmp_path):
     target.write_text("")
     with pytest.raises(OSError, match="not a directory"):
         simulate_dataset(target, volumes=1, slices=1, width=64, readout=128, coils=[2], progress=False)
+
+
+def test_dataset_volume_is_the_written_volume(tiny_dataset):
+    volume = dataset_volume(2, 0, **TINY)
+    with h5py.File(tiny_dataset / f"{volume.spec.name}.h5", "r") as f:
+        np.testing.assert_array_equal(f["kspace"][()], volume.kspace)
