@@ -72,16 +72,30 @@ def test_table_counts_match_the_files(processed):
         assert in_table == count
 
 
-def test_shards_and_a_killed_run_give_the_same_output(fastmri_dir, processed, tmp_path, monkeypatch):
+def _subset(fastmri_dir: Path, folder: Path, count: int) -> Path:
+    """A folder with the first ``count`` volumes of the shared dataset and its annotations."""
+    folder.mkdir()
+    for path in sorted(fastmri_dir.glob("*.h5"))[:count]:
+        (folder / path.name).symlink_to(path)
+    for name in ("brain.csv", "brain_file_list.csv"):
+        shutil.copy(fastmri_dir / name, folder / name)
+    return folder
+
+
+def test_shards_and_a_killed_run_give_the_same_output(fastmri_dir, tmp_path, monkeypatch):
+    data = _subset(fastmri_dir, tmp_path / "data", 2)
+    preprocess(data, tmp_path / "whole", seed=3, progress=False)
+    expected = _contents(tmp_path / "whole")
+    assert expected
+
     # Two shards processed separately, then merged.
     for shard in (0, 1):
-        summary = preprocess(fastmri_dir, tmp_path / f"shard{shard}", seed=3, shard=shard, num_shards=2, progress=False)
-        assert summary.done and not summary.failed
+        summary = preprocess(data, tmp_path / f"shard{shard}", seed=3, shard=shard, num_shards=2, progress=False)
+        assert len(summary.done) == 1 and not summary.failed
     merge(tmp_path / "shard0", parts=[tmp_path / "shard1"])
-    expected = _contents(processed)
     _assert_same(_contents(tmp_path / "shard0"), expected)
 
-    # A run killed after its first volume leaves finished volumes only; the rerun completes it.
+    # A run killed while writing its second volume leaves the first only; the rerun completes it.
     real = preprocess_module.write_volume_patches
     calls = {"n": 0}
 
@@ -91,15 +105,21 @@ def test_shards_and_a_killed_run_give_the_same_output(fastmri_dir, processed, tm
             raise KeyboardInterrupt
         return real(*args, **kwargs)
 
+    killed = tmp_path / "killed"
+    # The first volume's patch file is reused from the uninterrupted run, as a finished volume.
+    (killed / "volumes").mkdir(parents=True)
+    first = sorted((tmp_path / "whole" / "volumes").glob("*.h5"))[0]
+    shutil.copy(first, killed / "volumes" / first.name)
+    (killed / "volumes" / ".stale.h5.123.tmp").write_bytes(b"half-written")
     monkeypatch.setattr(preprocess_module, "write_volume_patches", dying)
+    calls["n"] = 1
     with pytest.raises(KeyboardInterrupt):
-        preprocess(fastmri_dir, tmp_path / "killed", seed=3, progress=False)
+        preprocess(data, killed, seed=3, progress=False)
     monkeypatch.setattr(preprocess_module, "write_volume_patches", real)
-    assert len(list((tmp_path / "killed" / "volumes").glob("*.h5"))) == 1
-    assert not list((tmp_path / "killed" / "volumes").glob("*tmp*"))
-    summary = preprocess(fastmri_dir, tmp_path / "killed", seed=3, progress=False)
-    assert len(summary.skipped) == 1
-    _assert_same(_contents(tmp_path / "killed"), expected)
+    assert [p.name for p in (killed / "volumes").iterdir()] == [first.name]
+    summary = preprocess(data, killed, seed=3, progress=False)
+    assert summary.skipped == [first.stem] and len(summary.done) == 1
+    _assert_same(_contents(killed), expected)
 
 
 def _assert_same(actual: dict, expected: dict) -> None:
@@ -111,13 +131,8 @@ def _assert_same(actual: dict, expected: dict) -> None:
 
 
 def test_a_corrupt_file_is_reported_and_skipped(fastmri_dir, tmp_path):
-    data = tmp_path / "data"
-    data.mkdir()
-    files = sorted(fastmri_dir.glob("*.h5"))[:2]
-    for path in files:
-        (data / path.name).symlink_to(path)
-    for name in ("brain.csv", "brain_file_list.csv"):
-        shutil.copy(fastmri_dir / name, data / name)
+    data = _subset(fastmri_dir, tmp_path / "data", 1)
+    files = sorted(data.glob("*.h5"))
     broken = data / "file_brain_AXT2_200_2000999.h5"
     broken.write_bytes(files[0].read_bytes()[:4096])
     summary = preprocess(data, tmp_path / "out", progress=False)
@@ -131,11 +146,8 @@ def test_a_corrupt_file_is_reported_and_skipped(fastmri_dir, tmp_path):
 def test_external_mode_cuts_the_centre_grid_with_volume_labels(fastmri_dir, tmp_path):
     from monai_cmri.preprocess import preprocess_external
 
-    data = tmp_path / "external"
-    data.mkdir()
-    files = sorted(fastmri_dir.glob("*.h5"))[:2]
-    for path in files:
-        (data / path.name).symlink_to(path)
+    data = _subset(fastmri_dir, tmp_path / "external", 2)
+    files = sorted(data.glob("*.h5"))
     labels = tmp_path / "labels.csv"
     labels.write_text(f"file,label\n{files[0].stem},abnormal\n{files[1].name},normal\n")
     summary = preprocess_external(data, tmp_path / "out", labels, inferior=1 / 3, progress=False)
