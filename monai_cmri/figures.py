@@ -24,6 +24,7 @@ def render_slices(
     slices: Sequence[int],
     boxes: Mapping[int, Sequence[Box]] | None = None,
     title: str = "",
+    numbers: Sequence[int] | None = None,
 ) -> Path:
     """Draw slices of a complex volume to a PNG: magnitude on top, phase below (paper Figure 2).
 
@@ -34,6 +35,8 @@ def render_slices(
         boxes: boxes per slice index, on the unflipped image; abnormal findings in red, other
             labels in yellow.
         title: figure title.
+        numbers: slice numbers shown above the columns; ``slices`` by default (differs when
+            ``image`` holds a subset of a volume's slices).
 
     Returns:
         The path of the PNG.
@@ -56,7 +59,7 @@ def render_slices(
         magnitude = np.abs(image[index])
         top.imshow(magnitude, cmap="gray", vmin=0.0, vmax=float(magnitude.max()) or 1.0)
         phase = bottom.imshow(np.angle(image[index]), cmap="twilight", vmin=-np.pi, vmax=np.pi)
-        top.set_title(f"slice {index}", fontsize=9)
+        top.set_title(f"slice {index if numbers is None else numbers[column]}", fontsize=9)
         for box in (boxes or {}).get(index, ()):
             color = "red" if box.label in ABNORMAL_LABELS else "yellow"
             for axis in (top, bottom):
@@ -123,7 +126,7 @@ def render_volume(
     boxes = {index: annotations.boxes(name, index) for index in slices} if annotations is not None else None
     title = f"{name}  |  {sequence}, {nominal_field(header.field_strength_t)}, {header.receiver_channels} coils  |  {status}"
     # combined_volume returns only the requested slices, in order.
-    return render_slices(image, out, range(len(slices)), _reindex(boxes, slices), title)
+    return render_slices(image, out, range(len(slices)), _reindex(boxes, slices), title, numbers=slices)
 
 
 def nominal_field(tesla: float) -> str:
