@@ -8,8 +8,9 @@ the ``C x C`` matrix ``G(r) = (H W / kernel^2) sum_k v_k(r) v_k(r)^H``, with ``v
 zero-padded inverse FFT of kernel ``k``, has the sensitivities as its leading eigenvector; the
 phase is referenced to coil 0 and the maps are set to 0 where the eigenvalue is not above ``crop``.
 
-sigpy sums ``H W`` outer products per kernel and runs 100 power iterations per pixel, about 80 s
-per 16-coil 320 x 320 slice on two cores. Two facts make the same answer much cheaper (SPEC 6):
+sigpy sums ``H W`` outer products per kernel and runs 100 power iterations per pixel, tens of
+seconds per 16-coil 320 x 320 slice on two cores. Two facts make the same answer much cheaper
+(SPEC 6; measurements in docs/performance.md):
 
 * ``G`` is band-limited. Each ``v_k`` is a trigonometric polynomial with ``kernel^2`` frequencies,
   so every entry of ``G`` has frequencies in a ``(2 kernel - 1)^2`` window only. Those Fourier
@@ -20,11 +21,14 @@ per 16-coil 320 x 320 slice on two cores. Two facts make the same answer much ch
   every eigenvalue in ``[0, b]`` uniformly, with ``b = min(trace G - rho, bound * rho)``, ``rho``
   the Rayleigh quotient of the start vector: the sum of the other eigenvalues bounds the second
   one (``G`` is positive semi-definite), so ``b`` adapts to the eigenvalue gap pixel by pixel and
-  never sits above ``bound`` (0.9) times the leading eigenvalue. The start vector is the column of
-  ``G`` with the largest diagonal, which is never orthogonal to the leading eigenvector (an
-  all-ones start is where coil phases cancel). As in sigpy, the last step is a plain power step
-  and the eigenvalue is ``||G x||`` for a unit ``x``, which cannot exceed the true eigenvalue, so
-  the ``crop`` test only ever removes pixels that sigpy would also doubt.
+  never sits above ``bound`` (0.9) times the leading eigenvalue. The start vector is the column
+  ``j`` of ``G`` with the largest diagonal: its component along the leading eigenvector ``v`` is
+  ``lambda_1 conj(v_j)``, large because ``G_jj = sum_i lambda_i |v_ij|^2`` is dominated by
+  ``lambda_1`` (sigpy's all-ones start fails where the coil phases cancel). Each pixel stops once its residual is
+  below ``tol``; the unfinished ones are gathered into a smaller batch. As in sigpy, the output
+  is ``G x / ||G x||`` and the eigenvalue ``||G x||`` for a unit ``x``, which cannot exceed the
+  true eigenvalue (up to rounding), so the ``crop`` test never keeps a pixel that the exact
+  eigenvalue would remove.
 
 Written here rather than taken from a library because sigpy is NumPy/CuPy only and per slice,
 and MONAI has no ESPIRiT; :func:`espirit_combine` keeps sigpy as the reference backend.
@@ -41,9 +45,9 @@ from monai.utils import convert_to_dst_type, convert_to_tensor
 
 __all__ = ["espirit", "espirit_maps", "espirit_combine"]
 
-# Complex entries of G evaluated at once: 32 MB on a CPU (about the last-level cache of the
-# machines here), 1 GB on a GPU where larger blocks keep the device busy.
-_BLOCK_CPU = 2**22
+# Complex entries of G evaluated at once: 16 MB on a CPU, where blocks that stay in the cache
+# measured fastest (docs/performance.md); 1 GB on a GPU, to keep it busy.
+_BLOCK_CPU = 2**21
 _BLOCK_GPU = 2**27
 
 
@@ -69,11 +73,13 @@ def espirit(
         thresh: singular values of the calibration matrix above ``thresh`` times the largest one
             keep their kernel.
         crop: maps are set to 0 where the leading eigenvalue is not above ``crop``.
-        iters: Chebyshev steps before the final power step (sigpy runs 100 plain power steps;
-            16 reach its answer to float32 precision on brain-like data).
+        iters: most Chebyshev steps per pixel (sigpy runs 100 plain power steps). Pixels stop
+            earlier, once converged: 6 to 10 steps on average on brain-like data.
+        tol: a pixel stops once ``||G x - rho x|| <= tol * rho`` (``rho = x^H G x``, unit ``x``);
+            1e-6 matches sigpy's maps to float32 precision.
         bound: largest Chebyshev damping interval, as a fraction of the leading eigenvalue, in
             ``(0, 1)``.
-        block: complex entries of ``G`` evaluated at once (memory knob); ``None`` picks 2^22 on a
+        block: complex entries of ``G`` evaluated at once (memory knob); ``None`` picks 2^21 on a
             CPU and 2^27 on a GPU.
 
     Returns:
@@ -109,7 +115,8 @@ def espirit_maps(
         kernel: kernel width, in samples.
         thresh: relative singular value threshold of the calibration matrix.
         crop: eigenvalue threshold below which maps are 0.
-        iters: Chebyshev steps, see :func:`espirit`.
+        iters: most Chebyshev steps, see :func:`espirit`.
+        tol: convergence tolerance, see :func:`espirit`.
         bound: largest Chebyshev damping interval, see :func:`espirit`.
         block: memory knob, see :func:`espirit`.
 
@@ -153,12 +160,13 @@ def espirit_combine(
         kernel: kernel width, in samples.
         thresh: relative singular value threshold of the calibration matrix.
         crop: eigenvalue threshold below which maps are 0.
-        iters: Chebyshev steps of the torch backend, see :func:`espirit`.
+        iters: most Chebyshev steps of the torch backend, see :func:`espirit`.
+        tol: convergence tolerance of the torch backend, see :func:`espirit`.
         bound: largest Chebyshev damping interval of the torch backend, see :func:`espirit`.
         block: memory knob of the torch backend, see :func:`espirit`.
         backend: ``"torch"`` (this module, batched, CPU or CUDA) or ``"sigpy"`` (sigpy's
             ``EspiritCalib`` slice by slice on the CPU with its 100 power steps: the reference,
-            about 80 s per 16-coil 320 x 320 slice on two cores).
+            tens of seconds per 16-coil 320 x 320 slice on two cores).
         remove_oversampling: crop the readout to ``H // 2`` rows before ESPIRiT.
 
     Returns:
@@ -177,6 +185,11 @@ def espirit_combine(
         height = k.shape[-2]
         start = (height - height // 2) // 2
         images = images[..., start : start + height // 2, :]
+        if height // 2 < calib:
+            raise ValueError(
+                f"espirit_combine: {height // 2} rows left after removing the readout oversampling, "
+                f"fewer than the {calib} x {calib} calibration region"
+            )
         k = _fftc(images)
     if backend == "torch":
         maps = _espirit(k, calib, kernel, thresh, crop, iters, tol, bound, block)[0]
@@ -229,7 +242,8 @@ def _check(
     if not 1 <= kernel <= calib:
         raise ValueError(f"espirit: need 1 <= kernel <= calib, got kernel {kernel} and calib {calib}")
     if min(k.shape[-2:]) < calib:
-        raise ValueError(f"espirit: image {tuple(k.shape[-2:])} is smaller than the {calib} x {calib} calibration region")
+        size = tuple(k.shape[-2:])
+        raise ValueError(f"espirit: image {size} is smaller than the {calib} x {calib} calibration region")
     if not 0.0 <= thresh < 1.0 or not 0.0 <= crop <= 1.0:
         raise ValueError(f"espirit: need 0 <= thresh < 1 and 0 <= crop <= 1, got thresh {thresh} and crop {crop}")
     if iters < 1 or tol < 0.0 or not 0.0 < bound < 1.0:
@@ -291,7 +305,7 @@ def _spectrum(kernels: torch.Tensor, kernel: int) -> torch.Tensor:
     padded[..., start : start + kernel, start : start + kernel] = kernels
     v = _ifftc(padded).permute(0, 3, 4, 2, 1)  # (B, n, n, C, K)
     gram = v @ v.conj().transpose(-1, -2)  # (B, n, n, C, C): sum_k v_k v_k^H on the small grid
-    coef = torch.fft.fftshift(torch.fft.fft2(torch.fft.ifftshift(gram, dim=(1, 2)), dim=(1, 2), norm="ortho"), dim=(1, 2))
+    coef = _fftc(gram.permute(0, 3, 4, 1, 2)).permute(0, 3, 4, 1, 2)  # back to k-space over (n, n)
     half = kernel - 1
     return coef[:, n // 2 - half : n // 2 + half + 1, n // 2 - half : n // 2 + half + 1] * (n / kernel**2)
 
@@ -330,25 +344,31 @@ def _eigen(
     half = size // 2
     e_h = _dft(height, half, coef.device)
     e_w = _dft(width, half, coef.device)
-    # Column transform once for all rows: (B, D, W, C*C).
+    # Column transform once for all rows: (B, D, W * C * C), and the same for the diagonal alone,
+    # which the start vector and the trace need contiguous (a strided read of it costs a G pass).
     cols = (e_w @ coef.reshape(batch, size, size, coils * coils)).reshape(batch, size, width * coils * coils)
+    cols_diag = (e_w @ torch.diagonal(coef, dim1=-2, dim2=-1)).reshape(batch, size, width * coils)
     maps = coef.new_empty(batch, coils, height, width)
     eig = coef.real.new_empty(batch, height, width)
     rows = max(1, min(height, block // (batch * width * coils * coils)))
-    # One G-sized buffer reused by every block: a fresh allocation of this size is page-faulted
-    # in anew each time, which costs as much as the arithmetic.
+    # G-sized buffers reused by every block: a fresh allocation of this size is page-faulted in
+    # anew each time, which costs as much as the arithmetic.
     g_buf = coef.new_empty(batch * rows * width * coils * coils)
+    spare = coef.new_empty(g_buf.numel() // 2 + coils * coils)
     for r0 in range(0, height, rows):
         r1 = min(height, r0 + rows)
         g = g_buf[: batch * (r1 - r0) * width * coils * coils].view(batch, r1 - r0, width * coils * coils)
         torch.matmul(e_h[r0:r1], cols, out=g)
-        x, lam = _chebyshev(g.view(-1, coils, coils), iters, bound, tol)
+        diag = (e_h[r0:r1] @ cols_diag).real.reshape(-1, coils)
+        x, lam = _chebyshev(g.view(-1, coils, coils), diag, spare, iters, bound, tol)
         maps[:, :, r0:r1] = x.reshape(batch, r1 - r0, width, coils).permute(0, 3, 1, 2)
         eig[:, r0:r1] = lam.reshape(batch, r1 - r0, width)
     return maps, eig
 
 
-def _chebyshev(g: torch.Tensor, iters: int, bound: float, tol: float) -> tuple[torch.Tensor, torch.Tensor]:
+def _chebyshev(
+    g: torch.Tensor, diag: torch.Tensor, spare: torch.Tensor, iters: int, bound: float, tol: float
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Chebyshev-accelerated power iteration on a batch of Hermitian PSD matrices (SPEC 6).
 
     With ``t(G) = 2 G / b - I`` the three-term recurrence ``y_{n+1} = 2 t(G) y_n - y_{n-1}`` gives
@@ -356,15 +376,17 @@ def _chebyshev(g: torch.Tensor, iters: int, bound: float, tol: float) -> tuple[t
     grows like ``(t + sqrt(t^2 - 1))^n``. Both terms are rescaled by the same factor each step,
     which leaves the direction unchanged and prevents overflow.
 
-    The recurrence also yields ``G y_n = b (y_{n+1} + y_{n-1}) / 4 + b y_n / 2`` for free, hence
-    sigpy's outputs ``G x / ||G x||`` and ``||G x||`` (``x = y_n / ||y_n||``) and the residual
-    ``||G x - rho x||``. Every second step from the fourth on, pixels whose residual is below
-    ``tol`` times their Rayleigh quotient are written out; once half of the pixels are done the
-    rest are gathered into a smaller batch, so slowly converging pixels (small eigenvalue gap,
-    mostly outside the object) do not keep the others iterating.
+    Each step's product ``G y_n`` also gives sigpy's outputs ``G x / ||G x||`` and ``||G x||``
+    (``x = y_n / ||y_n||``) and the residual ``||G x - rho x||``. Every second step from the
+    fourth on, pixels whose residual is below ``tol`` times their Rayleigh quotient are written
+    out; once half of the pixels are done the rest are gathered into a smaller batch, so slowly
+    converging pixels (small eigenvalue gap, mostly outside the object) do not keep the others
+    iterating.
 
     Args:
         g: complex64 ``(N, C, C)``, Hermitian positive semi-definite per pixel; overwritten.
+        diag: its real diagonal ``(N, C)``, contiguous.
+        spare: flat complex64 workspace of at least ``N C^2 / 2`` entries, overwritten.
         iters: most Chebyshev steps.
         bound: largest ``b`` relative to the Rayleigh quotient of the start vector.
         tol: relative residual at which a pixel stops.
@@ -372,48 +394,47 @@ def _chebyshev(g: torch.Tensor, iters: int, bound: float, tol: float) -> tuple[t
     Returns:
         Unit eigenvectors ``(N, C)`` and eigenvalues ``||G x||`` ``(N,)``.
     """
-    coils = g.shape[-1]
-    diag = torch.diagonal(g, dim1=-2, dim2=-1).real  # (N, C)
-    trace = diag.sum(-1)[:, None, None]
+    coils = diag.shape[-1]
     pick = diag.argmax(-1)[:, None, None].expand(-1, coils, 1)
     x = torch.gather(g, -1, pick)  # (N, C, 1): the column with the largest diagonal
     x = x.mul_(_rnorm(x))
     y = torch.bmm(g, x)
     rho = _dot(x, y)
     # trace - rho >= sum of the non-leading eigenvalues >= the second one (G is PSD). rho is at
-    # least the largest diagonal, hence at least lambda_1 / C, so the floor keeps 2 / b bounded.
-    b = torch.minimum(trace - rho, bound * rho).clamp_min(1e-3 * rho).clamp_min(1e-30)
-    # 2 t(G) = (4 / b) G - 2 I, formed in place of G (no longer needed): a step is one product.
-    step = g.mul_(4.0 / b)
-    torch.diagonal(step, dim1=-2, dim2=-1).sub_(2.0)
+    # least the largest diagonal, hence at least lambda_1 / C, so the floor keeps 4 / b bounded.
+    b = torch.minimum(diag.sum(-1)[:, None, None] - rho, bound * rho).clamp_min(1e-3 * rho).clamp_min(1e-30)
+    four = 4.0 / b  # 2 t(G) y = (4 / b) G y - 2 y
     out_x = torch.empty_like(x)
-    out_lam = rho.new_empty(rho.shape)
+    out_lam = torch.empty_like(rho)
     index = None  # pixels of the current batch in the output; None while it is all of them
-    prev, cur = x, y.mul_(2.0 / b).sub_(x)
+    buffers = [g.view(-1), spare]  # the batch of matrices lives in one, is compacted into the other
+    prev, cur, free = x, y.mul_(0.5 * four).sub_(x), torch.empty_like(x)
     for n in range(2, iters + 2):
-        nxt = torch.bmm(step, cur).sub_(prev)
+        gx = torch.bmm(g, cur, out=free)
         if n == iters + 1 or (n >= 5 and n % 2 == 1):
-            gx = (nxt + prev).mul_(b * 0.25).add_(cur * (b * 0.5))  # G cur
             cur_sq = _square(cur)
             rho = _dot(cur, gx) / cur_sq.clamp_min(1e-30)
             done = _square(gx - cur * rho) <= (tol * tol) * rho.square() * cur_sq
             if n == iters + 1:
                 done.fill_(True)
-            gx_sq = _square(gx)
-            lam = (gx_sq / cur_sq.clamp_min(1e-30)).sqrt()
             sel = done.view(-1)
             where = sel.nonzero().squeeze(1) if index is None else index[sel]
-            out_x[where] = gx[sel].mul_(_rnorm(gx[sel], gx_sq[sel]))
-            out_lam[where] = lam[sel]
-            keep = ~sel
-            left = int(keep.sum())
-            if left == 0:
+            finished = gx[sel]
+            finished_sq = _square(finished)
+            out_x[where] = finished.mul_(_rnorm(finished, finished_sq))
+            out_lam[where] = (finished_sq / cur_sq[sel].clamp_min(1e-30)).sqrt()
+            keep = (~sel).nonzero().squeeze(1)
+            if keep.numel() == 0:
                 break
-            if 2 * left <= keep.numel():
-                index = keep.nonzero().squeeze(1) if index is None else index[keep]
-                step, b, prev, cur, nxt = step[keep], b[keep], prev[keep], cur[keep], nxt[keep]
+            if 2 * keep.numel() <= sel.numel():
+                index = keep if index is None else index[keep]
+                buffers.reverse()
+                target = buffers[0][: keep.numel() * coils * coils].view(-1, coils, coils)
+                g = torch.index_select(g, 0, keep, out=target)
+                four, prev, cur, gx = four[keep], prev[keep], cur[keep], gx[keep]
+        nxt = gx.mul_(four).sub_(cur, alpha=2.0).sub_(prev)
         r = _rnorm(nxt)
-        prev, cur = cur.mul_(r), nxt.mul_(r)
+        prev, cur, free = cur.mul_(r), nxt.mul_(r), prev
     return out_x.squeeze(-1), out_lam.reshape(-1)
 
 
@@ -431,9 +452,12 @@ def _square(x: torch.Tensor) -> torch.Tensor:
 
 
 def _rnorm(x: torch.Tensor, sq: torch.Tensor | None = None) -> torch.Tensor:
-    """``1 / ||x||`` over the coil axis of ``(N, C, 1)``, 0 where ``x`` is 0, shape ``(N, 1, 1)``."""
+    """``1 / ||x||`` over the coil axis of ``(N, C, 1)``, shape ``(N, 1, 1)``.
+
+    The floor makes a zero vector scale to zero rather than to NaN.
+    """
     sq = _square(x) if sq is None else sq
-    return torch.where(sq > 0, sq.rsqrt(), torch.zeros_like(sq))
+    return sq.clamp_min(1e-30).rsqrt()
 
 
 def _combine(images: torch.Tensor, maps: torch.Tensor) -> torch.Tensor:

@@ -37,7 +37,8 @@ def _phantom(
     height, width = shape
     h, w = int(height * extent[0]) // 2 * 2, int(width * extent[1]) // 2 * 2
     x = np.zeros(shape, np.complex64)
-    x[height // 2 - h // 2 : height // 2 + h // 2, width // 2 - w // 2 : width // 2 + w // 2] = sigpy.shepp_logan((h, w))
+    top, left = height // 2 - h // 2, width // 2 - w // 2
+    x[top : top + h, left : left + w] = sigpy.shepp_logan((h, w))
     rows, cols = np.meshgrid(np.linspace(-1, 1, height), np.linspace(-1, 1, width), indexing="ij")
     x = x * np.exp(1j * (0.8 * cols + 0.5 * rows**2 + 0.3 + seed))
     maps = sigpy.mri.birdcage_maps((coils, height, width)).astype(np.complex64)
@@ -108,7 +109,9 @@ def test_chebyshev_matches_eigh_and_never_overestimates():
     values = np.sort(rng.uniform(0.0, 0.85, (n, coils)), axis=1)
     values[:, -1] = rng.uniform(0.9, 1.1, n)  # gap ratio up to 0.85 / 0.9
     g = torch.from_numpy((q * values[:, None, :]) @ np.conj(q).transpose(0, 2, 1)).to(torch.complex64)
-    vectors, lam = espirit_module._chebyshev(g.clone(), 32, 0.9, 1e-6)
+    diag = torch.diagonal(g, dim1=-2, dim2=-1).real.contiguous()
+    spare = torch.empty(n * coils * coils // 2 + coils * coils, dtype=torch.complex64)
+    vectors, lam = espirit_module._chebyshev(g.clone(), diag, spare, 32, 0.9, 1e-6)
     true_vals, true_vecs = torch.linalg.eigh(g.to(torch.complex128))
     lead = true_vecs[..., -1]
     overlap = torch.abs(torch.sum(vectors.conj() * lead, dim=-1))
@@ -206,6 +209,11 @@ def test_nan_raises():
         espirit_maps(k)
     with pytest.raises(ValueError, match="NaN"):
         espirit_combine(torch.from_numpy(k))
+
+
+def test_remove_oversampling_too_small_raises():
+    with pytest.raises(ValueError, match="oversampling"):
+        espirit_combine(np.zeros((4, 40, 32), np.complex64), remove_oversampling=True)
 
 
 def test_unknown_backend_raises():

@@ -1,0 +1,604 @@
+"""Latent datasets: patches encoded by the trained VAE, and latents decoded back to patches (paper 2.2, 2.3).
+
+The flow-matching models train on the latents of the patch files; their samples are decoded back
+to patches. Data flows one way: patch file -> :func:`encode_patches` -> latent file ->
+(flow matching) -> :func:`decode_latents` -> patch file.
+
+Layout of a latent file (HDF5, :data:`LAYOUT_VERSION` 1), the patch-file layout of
+:mod:`monai_cmri.data.dataset` with ``latents`` in place of ``patches``:
+
+* ``latents``: float32 ``(N, C, h, w)``, ``(N, 2, 48, 48)`` for the paper's VAE, one sample per
+  chunk. Encoded latents are the **posterior means** ``mu`` of ``q(z | x, sequence)``, not draws:
+  deterministic, and the mode of the posterior, which is what the flow model learns to generate;
+* one 1D dataset of length ``N`` per metadata column, the columns of
+  :data:`~monai_cmri.data.dataset.COLUMNS` plus any extras, stored as in a patch file (strings
+  UTF-8, integers int32, floats float32); an encoded file carries exactly the columns of its
+  patch file, row for row;
+* attributes ``layout_version``, ``kind`` (``"latents"``), ``parameters`` (JSON: the patch file's
+  parameters, unchanged) and ``encoder`` (JSON: the source file, the checkpoint path and its
+  SHA-256, the statistic stored, the network's class and sizes).
+
+Files are written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import h5py
+import numpy as np
+import torch
+from monai.data import Dataset
+from torch import nn
+from tqdm.auto import tqdm
+
+from monai_cmri.data.dataset import COLUMNS, LABELS, PatchDataset, PatchWriter
+from monai_cmri.data.sequences import SEQUENCES, normalize_sequence
+from monai_cmri.data.splits import SPLITS
+
+__all__ = [
+    "LAYOUT_VERSION",
+    "STATISTIC",
+    "LatentWriter",
+    "LatentDataset",
+    "encode_patches",
+    "decode_latents",
+    "encode_splits",
+    "decode_splits",
+]
+
+#: Version of the latent-file layout described in the module docstring.
+LAYOUT_VERSION: int = 1
+#: What ``latents`` holds in a file written by :func:`encode_patches`.
+STATISTIC = "posterior mean (mu) of q(z | x, sequence)"
+
+_STORED = {"str": h5py.string_dtype("utf-8"), "int": np.int32, "float": np.float32}
+_KINDS = {"U": "str", "S": "str", "O": "str", "i": "int", "u": "int", "b": "int", "f": "float"}
+
+
+class LatentWriter:
+    """Append latents and their metadata to a new latent file; rename it into place on close.
+
+    Use as a context manager: on an exception the temporary file is removed and nothing is left
+    under ``path``.
+
+    Args:
+        path: the latent file to create (an existing one is replaced on close).
+        shape: ``(C, h, w)`` of one latent.
+        parameters: JSON-serialisable description of the data (a patch file's ``parameters``).
+        encoder: JSON-serialisable description of how the latents were made.
+
+    Raises:
+        ValueError: if ``shape`` is not three positive sizes or a description is not
+            JSON-serialisable.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        shape: Sequence[int],
+        parameters: Mapping[str, Any] | None = None,
+        encoder: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.path = Path(path)
+        self.shape = tuple(int(s) for s in shape)
+        if len(self.shape) != 3 or min(self.shape) < 1:
+            raise ValueError(f"{self.path}: latent shape must be (C, h, w), got {tuple(shape)}")
+        self._attrs = {"parameters": _json(parameters, self.path), "encoder": _json(encoder, self.path)}
+        self._temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._file: h5py.File | None = h5py.File(self._temporary, "w")
+        self._kinds: dict[str, str] | None = None
+        self._count = 0
+        self._file.create_dataset(
+            "latents", shape=(0, *self.shape), maxshape=(None, *self.shape), dtype=np.float32, chunks=(1, *self.shape)
+        )
+
+    def __len__(self) -> int:
+        return self._count
+
+    def append(self, latents: np.ndarray | torch.Tensor, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> None:
+        """Add ``n`` latents and their metadata rows.
+
+        Args:
+            latents: real ``(n, C, h, w)``.
+            columns: every column of :data:`~monai_cmri.data.dataset.COLUMNS` plus any extras,
+                each of length ``n``; the first call fixes the set of columns and their kinds.
+
+        Raises:
+            ValueError: for a wrong shape, a missing or unexpected column, an unknown sequence or
+                label, or a value of the wrong kind; the message names the file.
+        """
+        if self._file is None:
+            raise ValueError(f"{self.path}: the writer is closed")
+        if isinstance(latents, torch.Tensor):
+            latents = latents.detach().cpu().numpy()
+        latents = np.asarray(latents)
+        if latents.ndim != 4 or latents.shape[1:] != self.shape or np.iscomplexobj(latents):
+            raise ValueError(
+                f"{self.path}: expected real latents (n, {', '.join(map(str, self.shape))}), got {latents.shape}"
+            )
+        values = self._columns(columns, len(latents))
+        start, stop = self._count, self._count + len(latents)
+        for name, data in [("latents", latents), *values.items()]:
+            self._file[name].resize(stop, axis=0)
+            self._file[name][start:stop] = data
+        self._count = stop
+
+    def close(self) -> None:
+        """Write the attributes, close the file and rename it to ``path``."""
+        if self._file is None:
+            return
+        if self._kinds is None:
+            self._columns(
+                {name: np.array([], dtype=object if kind == "str" else float) for name, kind in COLUMNS.items()}, 0
+            )
+        self._file.attrs["layout_version"] = LAYOUT_VERSION
+        self._file.attrs["kind"] = "latents"
+        for name, text in self._attrs.items():
+            self._file.attrs[name] = text
+        self._file.close()
+        self._file = None
+        os.replace(self._temporary, self.path)
+
+    def abort(self) -> None:
+        """Close and delete the temporary file; ``path`` is left untouched."""
+        if self._file is not None:
+            self._file.close()
+            self._file = None
+        self._temporary.unlink(missing_ok=True)
+
+    def __enter__(self) -> LatentWriter:
+        return self
+
+    def __exit__(
+        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
+    ) -> None:
+        if kind is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _columns(self, columns: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
+        missing = [name for name in COLUMNS if name not in columns]
+        if missing:
+            raise ValueError(f"{self.path}: missing metadata column(s) {', '.join(missing)}")
+        if self._kinds is not None and set(columns) != set(self._kinds):
+            raise ValueError(f"{self.path}: columns {sorted(columns)} differ from the first ones {sorted(self._kinds)}")
+        values, kinds = {}, {}
+        for name, column in columns.items():
+            array = np.asarray(column)
+            if array.shape != (n,):
+                raise ValueError(f"{self.path}: column {name!r} has shape {array.shape}, expected ({n},)")
+            kind = COLUMNS.get(name) or (self._kinds or {}).get(name) or _KINDS.get(array.dtype.kind)
+            if kind is None:
+                raise ValueError(f"{self.path}: column {name!r} has unsupported dtype {array.dtype}")
+            values[name], kinds[name] = self._convert(name, array, kind), kind
+        if self._kinds is None:
+            self._kinds = kinds
+            for name, kind in kinds.items():
+                self._file.create_dataset(name, shape=(0,), maxshape=(None,), dtype=_STORED[kind], chunks=(4096,))
+        return values
+
+    def _convert(self, name: str, array: np.ndarray, kind: str) -> np.ndarray:
+        if kind != "str":
+            if array.size and array.dtype.kind not in ("iub" if kind == "int" else "iubf"):
+                raise ValueError(f"{self.path}: column {name!r} must hold {kind} values, got {array.dtype}")
+            return array.astype(_STORED[kind])
+        if array.size and array.dtype.kind not in "USO":
+            raise ValueError(f"{self.path}: column {name!r} must hold strings, got {array.dtype}")
+        strings = [value.decode() if isinstance(value, bytes) else str(value) for value in array.tolist()]
+        if name == "sequence":
+            strings = [normalize_sequence(value, str(self.path)) for value in strings]
+        if name == "label" and not set(strings) <= set(LABELS):
+            unknown = sorted(set(strings) - set(LABELS))
+            raise ValueError(f"{self.path}: unknown label(s) {unknown}; expected one of {', '.join(LABELS)}")
+        return np.array(strings, dtype=object)
+
+
+class LatentDataset(Dataset):
+    """Latents of a latent file as MONAI dictionaries (the flow models' training data, paper 2.3).
+
+    Item ``i`` is ``{"latent": (C, h, w) float32 tensor, "sequence": int (index into SEQUENCES),
+    "label": int (index into LABELS), "sequence_name": str, "label_name": str, ...every other
+    metadata column}``, passed through ``transform``. Metadata is read up front; latents lazily,
+    through a handle that each process opens for itself, or all at once with ``in_memory``.
+
+    Args:
+        path: the latent file.
+        in_memory: read every latent into memory now (``N * C * h * w * 4`` bytes).
+        transform: callable or sequence of callables applied to each item.
+
+    Attributes:
+        shape: ``(C, h, w)`` of one latent.
+        parameters: the patch parameters carried by the file.
+        encoder: how the latents were made (checkpoint, statistic, network).
+        columns: every metadata column, ``{name: (N,) array}``.
+        sequences: ``(N,)`` int64 index into :data:`~monai_cmri.data.sequences.SEQUENCES`.
+        labels: ``(N,)`` int64 index into :data:`~monai_cmri.data.dataset.LABELS`.
+
+    Raises:
+        OSError: if the file is missing or not HDF5.
+        ValueError: if it is not a latent file of this layout; the message names the file.
+    """
+
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        in_memory: bool = False,
+        transform: Sequence[Callable] | Callable | None = None,
+    ) -> None:
+        self.path = Path(path)
+        with _open(self.path) as file:
+            count, self.shape = _describe(file, self.path)
+            self.parameters = _attribute(file, "parameters", self.path)
+            self.encoder = _attribute(file, "encoder", self.path)
+            self.columns = {name: _plain(file[name][()]) for name in file if name != "latents"}
+            self._latents = file["latents"][()] if in_memory else None
+        self.sequences = _indices(self.columns["sequence"], SEQUENCES, "sequence", self.path)
+        self.labels = _indices(self.columns["label"], LABELS, "label", self.path)
+        self._file: h5py.File | None = None
+        self._pid: int | None = None
+        super().__init__(data=range(count), transform=transform)
+
+    def _transform(self, index: int) -> Any:
+        index = self.data[index]
+        item: dict[str, Any] = {"latent": torch.from_numpy(self._read(index))}
+        item["sequence"], item["label"] = int(self.sequences[index]), int(self.labels[index])
+        item["sequence_name"], item["label_name"] = SEQUENCES[item["sequence"]], LABELS[item["label"]]
+        for name, column in self.columns.items():
+            if name not in ("sequence", "label"):
+                value = column[index]
+                item[name] = value.item() if isinstance(value, np.generic) else value
+        return self.transform(item)
+
+    def _read(self, index: int) -> np.ndarray:
+        if self._latents is not None:
+            return np.array(self._latents[index], dtype=np.float32)
+        # h5py handles must not cross a fork: each worker process opens its own.
+        if self._file is None or self._pid != os.getpid():
+            self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
+        return np.asarray(self._file["latents"][index], dtype=np.float32)
+
+    def close(self) -> None:
+        """Close this process's file handle (reopened on the next lazy read)."""
+        if self._file is not None and self._pid == os.getpid():
+            self._file.close()
+        self._file, self._pid = None, None
+
+    def __getstate__(self) -> dict[str, Any]:
+        state = self.__dict__.copy()
+        state["_file"], state["_pid"] = None, None
+        return state
+
+
+def encode_patches(
+    network: nn.Module,
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    checkpoint: str | os.PathLike[str] | None = None,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> int:
+    """Encode a patch file into a latent file of posterior means (paper 2.2, last paragraph).
+
+    Args:
+        network: the trained VAE, with ``encode(x, sequence) -> (mu, logvar)``
+            (:class:`~monai_cmri.networks.ComplexCVAE`); run in eval mode and restored after.
+        source: a patch file (:mod:`monai_cmri.data.dataset` layout).
+        target: the latent file to write (module docstring layout).
+        checkpoint: the weights file the network was loaded from, recorded with its SHA-256.
+        batch_size: patches per forward pass.
+        device: where to run; the network's device if None.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The number of latents written (the number of patches).
+
+    Raises:
+        OSError: if ``source`` is missing or unreadable.
+        ValueError: if ``source`` is not a valid patch file or ``batch_size < 1``.
+    """
+    source, target = Path(source), Path(target)
+    if batch_size < 1:
+        raise ValueError(f"{source}: batch_size must be >= 1, got {batch_size}")
+    patches = PatchDataset(source)
+    device = _device(network, device)
+    encoder = {
+        "source": str(source),
+        "checkpoint": str(checkpoint) if checkpoint is not None else None,
+        "checkpoint_sha256": _sha256(Path(checkpoint)) if checkpoint is not None else None,
+        "statistic": STATISTIC,
+        "network": _describe_network(network),
+    }
+    count = len(patches)
+    with _evaluating(network), torch.inference_mode(), h5py.File(source, "r") as file:
+        shape = tuple(
+            network.encode(
+                torch.zeros(1, 2, patches.size, patches.size, device=device),
+                torch.zeros(1, dtype=torch.long, device=device),
+            )[0].shape[1:]
+        )
+        with (
+            LatentWriter(target, shape, parameters=patches.parameters, encoder=encoder) as writer,
+            tqdm(total=count, unit="patch", desc=f"encode {source.name}", disable=not progress) as bar,
+        ):
+            for start in range(0, count, batch_size):
+                stop = min(start + batch_size, count)
+                x = torch.from_numpy(np.asarray(file["patches"][start:stop], dtype=np.float32)).to(device)
+                sequence = torch.from_numpy(patches.sequences[start:stop]).to(device)
+                mu, _ = network.encode(x, sequence)
+                writer.append(mu.float(), {name: column[start:stop] for name, column in patches.columns.items()})
+                bar.update(stop - start)
+            if count == 0:
+                writer.append(np.zeros((0, *shape), np.float32), dict(patches.columns))
+    return count
+
+
+def decode_latents(
+    network: nn.Module,
+    source: str | os.PathLike[str],
+    target: str | os.PathLike[str],
+    *,
+    checkpoint: str | os.PathLike[str] | None = None,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> int:
+    """Decode a latent file into a patch file with the same metadata (paper 2.3, 2.4.2).
+
+    The patch file's ``parameters`` are the latent file's, plus ``"encoder"`` (the latent file's
+    provenance) and ``"decoder"`` (the latent file, the checkpoint and its SHA-256, the network).
+
+    Args:
+        network: the trained VAE, with ``decode(z, sequence) -> x``; run in eval mode and
+            restored after.
+        source: a latent file (module docstring layout).
+        target: the patch file to write (:mod:`monai_cmri.data.dataset` layout).
+        checkpoint: the weights file the network was loaded from, recorded with its SHA-256.
+        batch_size: latents per forward pass.
+        device: where to run; the network's device if None.
+        progress: show a tqdm progress bar.
+
+    Returns:
+        The number of patches written.
+
+    Raises:
+        OSError: if ``source`` is missing or unreadable.
+        ValueError: if ``source`` is not a valid latent file, the decoded patches are not square
+            two-channel images, or ``batch_size < 1``.
+    """
+    source, target = Path(source), Path(target)
+    if batch_size < 1:
+        raise ValueError(f"{source}: batch_size must be >= 1, got {batch_size}")
+    latents = LatentDataset(source)
+    device = _device(network, device)
+    parameters = dict(latents.parameters)
+    parameters["encoder"] = latents.encoder
+    parameters["decoder"] = {
+        "source": str(source),
+        "checkpoint": str(checkpoint) if checkpoint is not None else None,
+        "checkpoint_sha256": _sha256(Path(checkpoint)) if checkpoint is not None else None,
+        "network": _describe_network(network),
+    }
+    count = len(latents)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with _evaluating(network), torch.inference_mode(), h5py.File(source, "r") as file:
+        shape = tuple(
+            network.decode(
+                torch.zeros(1, *latents.shape, device=device), torch.zeros(1, dtype=torch.long, device=device)
+            ).shape[1:]
+        )
+        if len(shape) != 3 or shape[0] != 2 or shape[1] != shape[2]:
+            raise ValueError(f"{source}: the network decodes to {shape}, not square (2, P, P) patches")
+        with (
+            PatchWriter(target, size=shape[-1], parameters=parameters) as writer,
+            tqdm(total=count, unit="latent", desc=f"decode {source.name}", disable=not progress) as bar,
+        ):
+            for start in range(0, count, batch_size):
+                stop = min(start + batch_size, count)
+                z = torch.from_numpy(np.asarray(file["latents"][start:stop], dtype=np.float32)).to(device)
+                sequence = torch.from_numpy(latents.sequences[start:stop]).to(device)
+                x = network.decode(z, sequence).float().cpu().numpy()
+                writer.append(x, {name: column[start:stop] for name, column in latents.columns.items()})
+                bar.update(stop - start)
+            if count == 0:
+                writer.append(np.zeros((0, *shape), np.float32), dict(latents.columns))
+    return count
+
+
+def encode_splits(
+    network: nn.Module,
+    dataset_dir: str | os.PathLike[str],
+    latent_dir: str | os.PathLike[str],
+    *,
+    splits: Iterable[str] = SPLITS,
+    checkpoint: str | os.PathLike[str] | None = None,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Encode ``<dataset_dir>/<split>.h5`` into ``<latent_dir>/<split>.h5`` for each split.
+
+    Args:
+        network: the trained VAE.
+        dataset_dir: folder of the patch files (a preprocessing output).
+        latent_dir: folder of the latent files (created if missing).
+        splits: split names, ``("train", "val", "test")`` by default.
+        checkpoint, batch_size, device, progress: as :func:`encode_patches`.
+
+    Returns:
+        ``{split: latent file}``.
+
+    Raises:
+        OSError: if a patch file is missing or unreadable (checked before anything is written).
+        ValueError: as :func:`encode_patches`.
+    """
+    sources = _split_files(dataset_dir, splits)
+    latent_dir = Path(latent_dir)
+    return {
+        split: _done(
+            encode_patches, network, source, latent_dir / source.name, checkpoint, batch_size, device, progress
+        )
+        for split, source in sources.items()
+    }
+
+
+def decode_splits(
+    network: nn.Module,
+    latent_dir: str | os.PathLike[str],
+    patch_dir: str | os.PathLike[str],
+    *,
+    splits: Iterable[str] = SPLITS,
+    checkpoint: str | os.PathLike[str] | None = None,
+    batch_size: int = 64,
+    device: str | torch.device | None = None,
+    progress: bool = True,
+) -> dict[str, Path]:
+    """Decode ``<latent_dir>/<split>.h5`` into ``<patch_dir>/<split>.h5`` for each split.
+
+    Args:
+        network: the trained VAE.
+        latent_dir: folder of the latent files.
+        patch_dir: folder of the decoded patch files (created if missing).
+        splits: split names, ``("train", "val", "test")`` by default.
+        checkpoint, batch_size, device, progress: as :func:`decode_latents`.
+
+    Returns:
+        ``{split: patch file}``.
+
+    Raises:
+        OSError: if a latent file is missing or unreadable (checked before anything is written).
+        ValueError: as :func:`decode_latents`.
+    """
+    sources = _split_files(latent_dir, splits)
+    patch_dir = Path(patch_dir)
+    return {
+        split: _done(decode_latents, network, source, patch_dir / source.name, checkpoint, batch_size, device, progress)
+        for split, source in sources.items()
+    }
+
+
+def _done(
+    function: Callable[..., int],
+    network: nn.Module,
+    source: Path,
+    target: Path,
+    checkpoint: str | os.PathLike[str] | None,
+    batch_size: int,
+    device: str | torch.device | None,
+    progress: bool,
+) -> Path:
+    function(network, source, target, checkpoint=checkpoint, batch_size=batch_size, device=device, progress=progress)
+    return target
+
+
+def _split_files(folder: str | os.PathLike[str], splits: Iterable[str]) -> dict[str, Path]:
+    folder = Path(folder)
+    files = {split: folder / f"{split}.h5" for split in splits}
+    missing = [str(path) for path in files.values() if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{folder}: missing split file(s) {', '.join(missing)}")
+    return files
+
+
+class _evaluating:
+    """Eval mode inside the block; the network's previous mode after it."""
+
+    def __init__(self, network: nn.Module) -> None:
+        self.network, self.training = network, network.training
+
+    def __enter__(self) -> nn.Module:
+        return self.network.eval()
+
+    def __exit__(self, *exc: object) -> None:
+        self.network.train(self.training)
+
+
+def _device(network: nn.Module, device: str | torch.device | None) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    parameter = next(network.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
+
+
+def _describe_network(network: nn.Module) -> dict[str, Any]:
+    described: dict[str, Any] = {"class": f"{type(network).__module__}.{type(network).__qualname__}"}
+    for name in ("in_channels", "latent_channels", "channels", "num_sequences", "downsample_factor"):
+        if hasattr(network, name):
+            value = getattr(network, name)
+            described[name] = list(value) if isinstance(value, tuple) else value
+    described["parameters"] = sum(p.numel() for p in network.parameters())
+    return described
+
+
+def _sha256(path: Path) -> str:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint")
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _json(value: Mapping[str, Any] | None, path: Path) -> str:
+    try:
+        return json.dumps(dict(value or {}), sort_keys=True)
+    except TypeError as error:
+        raise ValueError(f"{path}: description is not JSON-serialisable: {error}") from None
+
+
+def _open(path: Path) -> h5py.File:
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such latent file")
+    try:
+        return h5py.File(path, "r")
+    except OSError as error:
+        raise OSError(f"{path}: not a readable HDF5 latent file ({error})") from None
+
+
+def _describe(file: h5py.File, path: Path) -> tuple[int, tuple[int, int, int]]:
+    if "latents" not in file or not isinstance(file["latents"], h5py.Dataset):
+        raise ValueError(f"{path}: no 'latents' dataset; not a latent file (see monai_cmri.latents)")
+    shape, dtype = file["latents"].shape, file["latents"].dtype
+    if len(shape) != 4 or dtype != np.float32:
+        raise ValueError(f"{path}: 'latents' must be float32 (N, C, h, w), got {dtype} {shape}")
+    for name in COLUMNS:
+        if name not in file:
+            raise ValueError(f"{path}: missing metadata dataset {name!r}")
+    for name in file:
+        if name != "latents" and file[name].shape != (shape[0],):
+            raise ValueError(f"{path}: metadata {name!r} has shape {file[name].shape}, expected ({shape[0]},)")
+    return shape[0], tuple(shape[1:])
+
+
+def _attribute(file: h5py.File, name: str, path: Path) -> dict[str, Any]:
+    text = file.attrs.get(name, "{}")
+    try:
+        return json.loads(text.decode() if isinstance(text, bytes) else str(text))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{path}: attribute {name!r} is not JSON: {error}") from None
+
+
+def _plain(values: np.ndarray) -> np.ndarray:
+    """HDF5 strings (bytes) as an object array of ``str``; numbers unchanged."""
+    if values.dtype.kind in "OS":
+        return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist()], dtype=object)
+    return values
+
+
+def _indices(values: np.ndarray, names: tuple[str, ...], column: str, path: Path) -> np.ndarray:
+    lookup = {name: index for index, name in enumerate(names)}
+    unknown = sorted(set(values.tolist()) - set(lookup))
+    if unknown:
+        raise ValueError(f"{path}: unknown {column}(s) {unknown}; expected one of {', '.join(names)}")
+    return np.array([lookup[value] for value in values.tolist()], dtype=np.int64)

@@ -1,0 +1,183 @@
+"""Benchmark of ESPIRiT: monai_cmri's PyTorch path against sigpy's EspiritCalib (SPEC 6).
+
+Times, on one synthetic 16-coil phantom (sigpy Shepp-Logan, birdcage maps, complex noise): sigpy
+on 320 x 320 slices (about 80 s each on two cores, so one slice by default), ``espirit_maps`` on
+the same slices one at a time and batched, on 640 x 320 (2x oversampled readout) slices, and
+``espirit_combine`` with and without ``remove_oversampling``. Prints slices per second, the
+speed-up over sigpy and the agreement of maps and combined images with sigpy's. ``bart ecalib``
+is timed too when a ``bart`` binary is on PATH.
+
+Usage::
+
+    python scripts/bench/espirit.py                    # defaults below
+    python scripts/bench/espirit.py --sigpy_slices=0   # skip sigpy (quick)
+    python scripts/bench/espirit.py --compile          # also torch.compile(espirit_maps)
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import statistics
+import subprocess
+import tempfile
+import time
+from collections.abc import Callable
+
+import fire
+import numpy as np
+import sigpy
+import sigpy.mri
+import torch
+from sigpy.mri.app import EspiritCalib
+
+from monai_cmri.data.espirit import espirit_combine, espirit_maps
+
+
+def phantom(slices: int, coils: int, height: int, width: int, seed: int = 0) -> np.ndarray:
+    """Multi-coil k-space ``(slices, coils, height, width)`` complex64 of a head-sized phantom.
+
+    The object is a ``0.85 width`` square Shepp-Logan with a smooth phase, centred, so a 640-row
+    readout is 2x oversampled as in fastMRI; noise is 2% of the median k-space magnitude.
+    """
+    rng = np.random.default_rng(seed)
+    size = int(0.85 * width) // 2 * 2
+    maps = sigpy.mri.birdcage_maps((coils, height, width)).astype(np.complex64)
+    rows, cols = np.meshgrid(np.linspace(-1, 1, height), np.linspace(-1, 1, width), indexing="ij")
+    out = np.empty((slices, coils, height, width), np.complex64)
+    for s in range(slices):
+        x = np.zeros((height, width), np.complex64)
+        x[(height - size) // 2 : (height + size) // 2, (width - size) // 2 : (width + size) // 2] = sigpy.shepp_logan(
+            (size, size)
+        ) * (1 + 0.1 * s)
+        x *= np.exp(1j * (0.8 * cols + 0.5 * rows**2 + s))
+        k = sigpy.fft(maps * x, axes=(-2, -1))
+        sigma = 0.02 * np.median(np.abs(k))
+        out[s] = k + sigma * (rng.standard_normal(k.shape) + 1j * rng.standard_normal(k.shape)) / np.sqrt(2)
+    return out
+
+
+def seconds(fn: Callable[[], object], repeats: int) -> tuple[float, float, float]:
+    """Best and median wall time, and best CPU time, of ``repeats`` calls after a warm-up call.
+
+    The best is the figure to compare: other jobs on a shared machine only ever add time. CPU time
+    (all threads of this process) is less sensitive to them than wall time.
+    """
+    fn()
+    wall, cpu = [], []
+    for _ in range(repeats):
+        start, start_cpu = time.perf_counter(), time.process_time()
+        fn()
+        wall.append(time.perf_counter() - start)
+        cpu.append(time.process_time() - start_cpu)
+    return min(wall), statistics.median(wall), min(cpu)
+
+
+def coherence(a: np.ndarray, b: np.ndarray) -> float:
+    return float(np.abs(np.sum(a * np.conj(b))) / np.sum(np.abs(a) * np.abs(b)))
+
+
+def bart_ecalib(k: np.ndarray, calib: int, kernel: int, crop: float) -> float | None:
+    """Seconds of ``bart ecalib -m 1`` on one ``(C, H, W)`` slice, or None without a bart binary."""
+    if shutil.which("bart") is None:
+        return None
+    with tempfile.TemporaryDirectory() as tmp:
+        name = os.path.join(tmp, "ksp")
+        # BART's .cfl: column-major complex64 with the dimensions (H, W, 1, C) in a text header.
+        data = np.asfortranarray(k.transpose(1, 2, 0)[:, :, None, :])
+        with open(name + ".hdr", "w") as f:
+            f.write("# Dimensions\n" + " ".join(str(n) for n in data.shape) + " 1" * 12 + "\n")
+        data.T.astype(np.complex64).tofile(name + ".cfl")
+        command = ["bart", "ecalib", "-m", "1", "-r", str(calib), "-k", str(kernel), "-c", str(crop)]
+        start = time.perf_counter()
+        subprocess.run([*command, name, os.path.join(tmp, "maps")], check=True, capture_output=True)
+        return time.perf_counter() - start
+
+
+def main(
+    coils: int = 16,
+    slices: int = 4,
+    repeats: int = 3,
+    sigpy_slices: int = 1,
+    compile: bool = False,
+    iters: int = 32,
+    tol: float = 1e-6,
+    threads: int = 0,
+) -> None:
+    """Run the benchmark and print one line per measurement.
+
+    Args:
+        coils: receive coils.
+        slices: slices per batch for the batched timings.
+        repeats: timed repeats per measurement (best and median reported).
+        sigpy_slices: 320 x 320 slices timed with sigpy (0 skips sigpy and the accuracy check).
+        compile: also time ``torch.compile(espirit_maps)``.
+        iters: most Chebyshev steps of the torch path.
+        tol: convergence tolerance of the torch path.
+        threads: torch CPU threads (0 keeps torch's default).
+    """
+    if threads:
+        torch.set_num_threads(threads)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {os.cpu_count()} CPUs, {coils} coils")
+    k320 = phantom(slices, coils, 320, 320)
+    k640 = phantom(slices, coils, 640, 320)
+    t320, t640 = torch.from_numpy(k320), torch.from_numpy(k640)
+    def record(name: str, times: tuple[float, float, float], per: int = 1) -> tuple[float, float]:
+        best, median, cpu = (t / per for t in times)
+        print(
+            f"{name:<44s} best {best:7.3f} s/slice ({1 / best:6.2f} slices/s), "
+            f"median {median:7.3f} s, CPU {cpu:7.3f} s",
+            flush=True,
+        )
+        return best, cpu
+
+    options = {"iters": iters, "tol": tol}
+    one = record("torch 320x320, one slice", seconds(lambda: espirit_maps(t320[0], **options), repeats))
+    batched = record(
+        f"torch 320x320, batch of {slices}", seconds(lambda: espirit_maps(t320, **options), repeats), slices
+    )
+    record("torch 640x320, one slice", seconds(lambda: espirit_maps(t640[0], **options), repeats))
+    record(f"torch 640x320, batch of {slices}", seconds(lambda: espirit_maps(t640, **options), repeats), slices)
+    record("torch combine 640x320", seconds(lambda: espirit_combine(t640[0], **options), repeats))
+    record(
+        "torch combine 640x320, remove_oversampling",
+        seconds(lambda: espirit_combine(t640[0], remove_oversampling=True, **options), repeats),
+    )
+    if compile:
+        try:
+            compiled = torch.compile(espirit_maps)
+            record("torch.compile 320x320, one slice", seconds(lambda: compiled(t320[0], **options), repeats))
+        except Exception as error:  # the compiler toolchain is optional: report and go on
+            print(f"torch.compile failed: {type(error).__name__}: {error}")
+
+    if sigpy_slices:
+        start, start_cpu = time.perf_counter(), time.process_time()
+        reference = np.stack([EspiritCalib(k, show_pbar=False).run() for k in k320[:sigpy_slices]])
+        sigpy_time = (time.perf_counter() - start) / sigpy_slices
+        sigpy_cpu = (time.process_time() - start_cpu) / sigpy_slices
+        name = f"sigpy EspiritCalib 320x320 ({sigpy_slices} slice)"
+        print(f"{name:<44s} wall {sigpy_time:7.3f} s/slice, CPU {sigpy_cpu:7.3f} s", flush=True)
+        maps = espirit_maps(k320[:sigpy_slices], **options)
+        print(f"max |maps - sigpy maps|: {np.abs(maps - reference).max():.2e}")
+        images = sigpy.ifft(k320[0], axes=(-2, -1))
+        weight = np.sum(np.abs(reference[0]) ** 2, axis=0)
+        ref_image = np.sum(np.conj(reference[0]) * images, axis=0) / np.where(weight > 0, weight, 1)
+        image = espirit_combine(k320[0], **options)
+        inside = np.abs(ref_image) > 0.1 * np.abs(ref_image).max()
+        nrmse = np.linalg.norm(np.abs(image[inside]) - np.abs(ref_image[inside])) / np.linalg.norm(ref_image[inside])
+        agreement = coherence(image[inside], ref_image[inside])
+        print(f"combined image vs sigpy: coherence {agreement:.7f}, NRMSE {nrmse:.2e}")
+        print(
+            f"speed-up over sigpy per 320x320 slice, wall: one slice {sigpy_time / one[0]:.0f}x, "
+            f"batched {sigpy_time / batched[0]:.0f}x; CPU time: one slice {sigpy_cpu / one[1]:.0f}x, "
+            f"batched {sigpy_cpu / batched[1]:.0f}x"
+        )
+    bart = bart_ecalib(k320[0], 24, 6, 0.95)
+    if bart is None:
+        print("bart: no 'bart' binary on PATH, skipped")
+    else:
+        print(f"bart ecalib 320x320: {bart:.3f} s/slice, torch is {bart / one[0]:.1f}x faster")
+
+
+if __name__ == "__main__":
+    fire.Fire(main)
