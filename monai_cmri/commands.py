@@ -88,13 +88,19 @@ def figure(
 
 
 def pipeline(
-    out: str = "runs/demo", volumes: int = 16, seed: int = 0, slices: int = 16, keep_kspace: bool = False
+    out: str = "runs/demo",
+    volumes: int = 16,
+    seed: int = 0,
+    slices: int = 16,
+    keep_kspace: bool = False,
+    train: bool = True,
 ) -> None:
     """The main job on the simulated dataset.
 
     Simulates fastMRI-format volumes with fastMRI+-style annotations, combines their coils with
-    ESPIRiT, draws one volume per sequence, cuts patch datasets with volume-level splits, and
-    prints what was made (``out/summary.md``). Each volume's k-space is deleted once processed
+    ESPIRiT, draws one volume per sequence, cuts patch datasets with volume-level splits, trains,
+    evaluates and encodes with the ``cvae`` bundle (CPU profile), and prints what was made
+    (``out/summary.md``). Each volume's k-space is deleted once processed
     unless ``keep_kspace`` (a full-size volume is several hundred MB).
 
     Args:
@@ -103,10 +109,11 @@ def pipeline(
         seed: random seed.
         slices: slices per volume.
         keep_kspace: keep the simulated ``.h5`` files in ``out/kspace``.
+        train: run the cvae bundle; ``--notrain`` stops after the patch datasets.
     """
     from monai_cmri.pipeline import run_pipeline
 
-    run_pipeline(Path(out), volumes=volumes, seed=seed, slices=slices, keep_kspace=keep_kspace)
+    run_pipeline(Path(out), volumes=volumes, seed=seed, slices=slices, keep_kspace=keep_kspace, train=train)
 
 
 def preprocess(

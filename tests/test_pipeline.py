@@ -7,7 +7,7 @@ from monai_cmri.pipeline import run_pipeline
 
 
 def test_pipeline_streams_volumes_and_writes_patch_datasets(tmp_path):
-    summary = run_pipeline(tmp_path, volumes=2, seed=0, slices=3, coils=[4], progress=False)
+    summary = run_pipeline(tmp_path, volumes=2, seed=0, slices=3, coils=[4], train=False, progress=False)
     text = summary.read_text()
     # k-space is deleted once processed; annotations, figures and patches stay.
     assert not list((tmp_path / "kspace").glob("*.h5"))
