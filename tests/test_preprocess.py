@@ -88,6 +88,13 @@ def test_shards_and_a_killed_run_give_the_same_output(fastmri_dir, tmp_path, mon
     expected = _contents(tmp_path / "whole")
     assert expected
 
+    # Two worker processes give the same patches as one.
+    summary = preprocess(data, tmp_path / "workers", seed=3, workers=2, progress=False)
+    assert len(summary.done) == 2
+    # Positions are identical; pixel values agree to float32 rounding (one torch thread per
+    # worker sums in another order than two threads do).
+    _assert_same(_contents(tmp_path / "workers"), expected, atol=1e-5)
+
     # Two shards processed separately, then merged.
     for shard in (0, 1):
         summary = preprocess(data, tmp_path / f"shard{shard}", seed=3, shard=shard, num_shards=2, progress=False)
@@ -122,10 +129,10 @@ def test_shards_and_a_killed_run_give_the_same_output(fastmri_dir, tmp_path, mon
     _assert_same(_contents(killed), expected)
 
 
-def _assert_same(actual: dict, expected: dict) -> None:
+def _assert_same(actual: dict, expected: dict, atol: float = 0.0) -> None:
     assert actual.keys() == expected.keys()
     for split in expected:
-        np.testing.assert_array_equal(actual[split][0], expected[split][0])
+        np.testing.assert_allclose(actual[split][0], expected[split][0], rtol=0, atol=atol)
         for a, b in zip(actual[split][1:], expected[split][1:]):
             assert tuple(np.asarray(a).tolist()) == tuple(np.asarray(b).tolist())
 
