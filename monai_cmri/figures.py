@@ -78,12 +78,7 @@ def render_slices(
     colorbar.ax.set_yticklabels(["-\u03c0", "0", "\u03c0"])
     colorbar.set_label("phase (rad)")
     fig.suptitle(title, fontsize=10)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    os.replace(tmp, out)
-    return out
+    return _save(fig, out)
 
 
 def pick_slices(num_slices: int, count: int = 6) -> list[int]:
@@ -205,10 +200,19 @@ def render_patches(
                                     rotation=90, va="center", ha="right", fontsize=8)
     colorbar = fig.colorbar(phase, ax=axes.ravel().tolist(), fraction=0.02, pad=0.01, ticks=[-np.pi, 0, np.pi])
     colorbar.ax.set_yticklabels(["-\u03c0", "0", "\u03c0"])
-    out = Path(out)
+    return _save(fig, Path(out))
+
+
+def _save(fig, out: Path) -> Path:
+    """Write a figure as PNG under a temporary name, then rename it into place, and close it."""
+    import matplotlib.pyplot as plt
+
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    fig.savefig(tmp, dpi=110, format="png")
-    plt.close(fig)
-    os.replace(tmp, out)
+    try:
+        fig.savefig(tmp, dpi=110, format="png")
+        os.replace(tmp, out)
+    finally:
+        plt.close(fig)
+        tmp.unlink(missing_ok=True)
     return out
