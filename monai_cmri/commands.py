@@ -181,14 +181,14 @@ def merge(out: str, parts: Sequence[str] | str | None = None, seed: int | None =
 
     Args:
         out: output folder of shard 0 (receives the split files and manifest).
-        parts: output folders of the other shards.
+        parts: output folders of the other shards (a list, or one string separated by commas).
         seed: split seed; by default the one the volumes were processed with.
     """
     from monai_cmri.preprocess import format_table
     from monai_cmri.preprocess import merge as run
 
     if isinstance(parts, str):
-        parts = [parts]
+        parts = [part for part in parts.split(",") if part]
     manifest = run(out, parts=parts, seed=seed)
     print(format_table(manifest["table"]))
 
