@@ -172,6 +172,7 @@ def run_pipeline(
     if table is not None:
         text += "\n".join(
             [
+                "",
                 "## cvae (CPU profile), test split",
                 "",
                 table.read_text().strip(),
