@@ -28,7 +28,6 @@ import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
 import h5py
@@ -38,8 +37,8 @@ from monai.data import Dataset
 from torch import nn
 from tqdm.auto import tqdm
 
-from monai_cmri.data.dataset import COLUMNS, LABELS, PatchDataset, PatchWriter
-from monai_cmri.data.sequences import SEQUENCES, normalize_sequence
+from monai_cmri.data.dataset import COLUMNS, LABELS, ArrayWriter, PatchDataset, PatchWriter, describe
+from monai_cmri.data.sequences import SEQUENCES
 from monai_cmri.data.splits import SPLITS
 
 __all__ = [
@@ -58,11 +57,9 @@ LAYOUT_VERSION: int = 1
 #: What ``latents`` holds in a file written by :func:`encode_patches`.
 STATISTIC = "posterior mean (mu) of q(z | x, sequence)"
 
-_STORED = {"str": h5py.string_dtype("utf-8"), "int": np.int32, "float": np.float32}
-_KINDS = {"U": "str", "S": "str", "O": "str", "i": "int", "u": "int", "b": "int", "f": "float"}
 
 
-class LatentWriter:
+class LatentWriter(ArrayWriter):
     """Append latents and their metadata to a new latent file; rename it into place on close.
 
     Use as a context manager: on an exception the temporary file is removed and nothing is left
@@ -86,120 +83,16 @@ class LatentWriter:
         parameters: Mapping[str, Any] | None = None,
         encoder: Mapping[str, Any] | None = None,
     ) -> None:
-        self.path = Path(path)
-        self.shape = tuple(int(s) for s in shape)
-        if len(self.shape) != 3 or min(self.shape) < 1:
-            raise ValueError(f"{self.path}: latent shape must be (C, h, w), got {tuple(shape)}")
-        self._attrs = {"parameters": _json(parameters, self.path), "encoder": _json(encoder, self.path)}
-        self._temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: h5py.File | None = h5py.File(self._temporary, "w")
-        self._kinds: dict[str, str] | None = None
-        self._count = 0
-        self._file.create_dataset(
-            "latents", shape=(0, *self.shape), maxshape=(None, *self.shape), dtype=np.float32, chunks=(1, *self.shape)
-        )
-
-    def __len__(self) -> int:
-        return self._count
-
-    def append(self, latents: np.ndarray | torch.Tensor, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> None:
-        """Add ``n`` latents and their metadata rows.
-
-        Args:
-            latents: real ``(n, C, h, w)``.
-            columns: every column of :data:`~monai_cmri.data.dataset.COLUMNS` plus any extras,
-                each of length ``n``; the first call fixes the set of columns and their kinds.
-
-        Raises:
-            ValueError: for a wrong shape, a missing or unexpected column, an unknown sequence or
-                label, or a value of the wrong kind; the message names the file.
-        """
-        if self._file is None:
-            raise ValueError(f"{self.path}: the writer is closed")
-        if isinstance(latents, torch.Tensor):
-            latents = latents.detach().cpu().numpy()
-        latents = np.asarray(latents)
-        if latents.ndim != 4 or latents.shape[1:] != self.shape or np.iscomplexobj(latents):
-            raise ValueError(
-                f"{self.path}: expected real latents (n, {', '.join(map(str, self.shape))}), got {latents.shape}"
-            )
-        values = self._columns(columns, len(latents))
-        start, stop = self._count, self._count + len(latents)
-        for name, data in [("latents", latents), *values.items()]:
-            self._file[name].resize(stop, axis=0)
-            self._file[name][start:stop] = data
-        self._count = stop
-
-    def close(self) -> None:
-        """Write the attributes, close the file and rename it to ``path``."""
-        if self._file is None:
-            return
-        if self._kinds is None:
-            self._columns(
-                {name: np.array([], dtype=object if kind == "str" else float) for name, kind in COLUMNS.items()}, 0
-            )
-        self._file.attrs["layout_version"] = LAYOUT_VERSION
-        self._file.attrs["kind"] = "latents"
-        for name, text in self._attrs.items():
-            self._file.attrs[name] = text
-        self._file.close()
-        self._file = None
-        os.replace(self._temporary, self.path)
-
-    def abort(self) -> None:
-        """Close and delete the temporary file; ``path`` is left untouched."""
-        if self._file is not None:
-            self._file.close()
-            self._file = None
-        self._temporary.unlink(missing_ok=True)
-
-    def __enter__(self) -> LatentWriter:
-        return self
-
-    def __exit__(
-        self, kind: type[BaseException] | None, error: BaseException | None, trace: TracebackType | None
-    ) -> None:
-        if kind is None:
-            self.close()
-        else:
-            self.abort()
-
-    def _columns(self, columns: Mapping[str, Any], n: int) -> dict[str, np.ndarray]:
-        missing = [name for name in COLUMNS if name not in columns]
-        if missing:
-            raise ValueError(f"{self.path}: missing metadata column(s) {', '.join(missing)}")
-        if self._kinds is not None and set(columns) != set(self._kinds):
-            raise ValueError(f"{self.path}: columns {sorted(columns)} differ from the first ones {sorted(self._kinds)}")
-        values, kinds = {}, {}
-        for name, column in columns.items():
-            array = np.asarray(column)
-            if array.shape != (n,):
-                raise ValueError(f"{self.path}: column {name!r} has shape {array.shape}, expected ({n},)")
-            kind = COLUMNS.get(name) or (self._kinds or {}).get(name) or _KINDS.get(array.dtype.kind)
-            if kind is None:
-                raise ValueError(f"{self.path}: column {name!r} has unsupported dtype {array.dtype}")
-            values[name], kinds[name] = self._convert(name, array, kind), kind
-        if self._kinds is None:
-            self._kinds = kinds
-            for name, kind in kinds.items():
-                self._file.create_dataset(name, shape=(0,), maxshape=(None,), dtype=_STORED[kind], chunks=(4096,))
-        return values
-
-    def _convert(self, name: str, array: np.ndarray, kind: str) -> np.ndarray:
-        if kind != "str":
-            if array.size and array.dtype.kind not in ("iub" if kind == "int" else "iubf"):
-                raise ValueError(f"{self.path}: column {name!r} must hold {kind} values, got {array.dtype}")
-            return array.astype(_STORED[kind])
-        if array.size and array.dtype.kind not in "USO":
-            raise ValueError(f"{self.path}: column {name!r} must hold strings, got {array.dtype}")
-        strings = [value.decode() if isinstance(value, bytes) else str(value) for value in array.tolist()]
-        if name == "sequence":
-            strings = [normalize_sequence(value, str(self.path)) for value in strings]
-        if name == "label" and not set(strings) <= set(LABELS):
-            unknown = sorted(set(strings) - set(LABELS))
-            raise ValueError(f"{self.path}: unknown label(s) {unknown}; expected one of {', '.join(LABELS)}")
-        return np.array(strings, dtype=object)
+        path = Path(path)
+        if len(tuple(shape)) != 3 or min(int(s) for s in shape) < 1:
+            raise ValueError(f"{path}: latent shape must be (C, h, w), got {tuple(shape)}")
+        attrs = {
+            "layout_version": LAYOUT_VERSION,
+            "kind": "latents",
+            "parameters": describe(parameters, path),
+            "encoder": describe(encoder, path),
+        }
+        super().__init__(path, name="latents", shape=shape, attrs=attrs)
 
 
 class LatentDataset(Dataset):
@@ -548,13 +441,6 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _json(value: Mapping[str, Any] | None, path: Path) -> str:
-    try:
-        return json.dumps(dict(value or {}), sort_keys=True)
-    except TypeError as error:
-        raise ValueError(f"{path}: description is not JSON-serialisable: {error}") from None
 
 
 def _open(path: Path) -> h5py.File:

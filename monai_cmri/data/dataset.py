@@ -43,7 +43,9 @@ __all__ = [
     "UNLABELED",
     "COLUMNS",
     "LAYOUT_VERSION",
+    "ArrayWriter",
     "PatchWriter",
+    "describe",
     "write_patches",
     "merge_patches",
     "read_parameters",
@@ -72,50 +74,46 @@ _STORED = {"str": h5py.string_dtype("utf-8"), "int": np.int32, "float": np.float
 _KINDS = {"U": "str", "S": "str", "O": "str", "i": "int", "u": "int", "b": "int", "f": "float"}
 
 
-class PatchWriter:
-    """Append patches and their metadata to a new patch file; rename it into place on close.
+class ArrayWriter:
+    """Append real arrays and their metadata rows to a new HDF5 file; rename it into place on close.
 
-    Use as a context manager: on an exception the temporary file is removed and nothing is left
-    under ``path``.
+    The shared writer of patch files (:class:`PatchWriter`) and latent files
+    (:class:`monai_cmri.latents.LatentWriter`): one float32 dataset ``name`` of shape
+    ``(N, *shape)``, one sample per chunk, and one 1D dataset per metadata column (see the module
+    docstring). Use as a context manager: on an exception the temporary file is removed and nothing
+    is left under ``path``.
 
     Args:
-        path: the patch file to create (an existing one is replaced on close).
-        size: patch side ``P``, pixels.
-        parameters: JSON-serialisable description of how the patches were made.
-
-    Raises:
-        ValueError: if ``parameters`` is not JSON-serialisable.
+        path: the file to create (an existing one is replaced on close).
+        name: the array dataset, e.g. ``"patches"``.
+        shape: shape of one sample.
+        attrs: file attributes written on close.
     """
 
     def __init__(
-        self, path: str | os.PathLike[str], *, size: int = 96, parameters: Mapping[str, Any] | None = None
+        self, path: str | os.PathLike[str], *, name: str, shape: Sequence[int], attrs: Mapping[str, Any]
     ) -> None:
         self.path = Path(path)
-        self.size = int(size)
-        try:
-            self._parameters = json.dumps(dict(parameters or {}), sort_keys=True)
-        except TypeError as error:
-            raise ValueError(f"{self.path}: parameters are not JSON-serialisable: {error}") from None
+        self.name = name
+        self.shape = tuple(int(size) for size in shape)
+        self._attrs = dict(attrs)
         self._temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file: h5py.File | None = h5py.File(self._temporary, "w")
         self._kinds: dict[str, str] | None = None
         self._count = 0
         self._file.create_dataset(
-            "patches",
-            shape=(0, 2, self.size, self.size),
-            maxshape=(None, 2, self.size, self.size),
-            dtype=np.float32,
-            chunks=(1, 2, self.size, self.size),
+            name, shape=(0, *self.shape), maxshape=(None, *self.shape), dtype=np.float32, chunks=(1, *self.shape)
         )
 
     def __len__(self) -> int:
         return self._count
 
-    def append(self, patches: np.ndarray, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> None:
-        """Add ``n`` patches and one value per patch for every column.
+    def append(self, data: np.ndarray | torch.Tensor, columns: Mapping[str, Sequence[Any] | np.ndarray]) -> None:
+        """Add ``n`` samples and one value per sample for every column.
 
         Args:
-            patches: real ``(n, 2, P, P)`` (real, imag), stored as float32.
+            data: real ``(n, *shape)``, stored as float32.
             columns: the :data:`COLUMNS` and any extra ones, each of length ``n``; the first call
                 fixes the set of columns. Sequences are stored in canonical spelling.
 
@@ -125,18 +123,19 @@ class PatchWriter:
         """
         if self._file is None:
             raise ValueError(f"{self.path}: the writer is closed")
-        patches = np.asarray(patches)
-        expected = (2, self.size, self.size)
-        if patches.ndim != 4 or patches.shape[1:] != expected or np.iscomplexobj(patches):
+        if isinstance(data, torch.Tensor):
+            data = data.detach().cpu().numpy()
+        data = np.asarray(data)
+        if data.ndim != 1 + len(self.shape) or data.shape[1:] != self.shape or np.iscomplexobj(data):
             raise ValueError(
-                f"{self.path}: expected real patches (n, {', '.join(map(str, expected))}), "
-                f"got {patches.dtype} {patches.shape}"
+                f"{self.path}: expected real {self.name} (n, {', '.join(map(str, self.shape))}), "
+                f"got {data.dtype} {data.shape}"
             )
-        values = self._columns(columns, len(patches))
-        start, stop = self._count, self._count + len(patches)
-        for name, dataset in [("patches", self._file["patches"]), *((n, self._file[n]) for n in values)]:
-            dataset.resize(stop, axis=0)
-            dataset[start:stop] = patches if name == "patches" else values[name]
+        values = self._columns(columns, len(data))
+        start, stop = self._count, self._count + len(data)
+        for name, value in [(self.name, data), *values.items()]:
+            self._file[name].resize(stop, axis=0)
+            self._file[name][start:stop] = value
         self._count = stop
 
     def close(self) -> None:
@@ -145,9 +144,8 @@ class PatchWriter:
             return
         if self._kinds is None:
             self._columns({name: [] for name in COLUMNS}, 0)
-        self._file.attrs["layout_version"] = LAYOUT_VERSION
-        self._file.attrs["patch_size"] = self.size
-        self._file.attrs["parameters"] = self._parameters
+        for key, value in self._attrs.items():
+            self._file.attrs[key] = value
         self._file.close()
         self._file = None
         os.replace(self._temporary, self.path)
@@ -159,7 +157,7 @@ class PatchWriter:
             self._file = None
         self._temporary.unlink(missing_ok=True)
 
-    def __enter__(self) -> PatchWriter:
+    def __enter__(self) -> ArrayWriter:
         return self
 
     def __exit__(
@@ -209,6 +207,42 @@ class PatchWriter:
         if array.size and array.dtype.kind not in ("iub" if kind == "int" else "iubf"):
             raise ValueError(f"{self.path}: column {name!r} must hold {kind} values, got {array.dtype}")
         return array.astype(_STORED[kind])
+
+
+
+class PatchWriter(ArrayWriter):
+    """Append patches and their metadata to a new patch file; rename it into place on close.
+
+    Use as a context manager: on an exception the temporary file is removed and nothing is left
+    under ``path``.
+
+    Args:
+        path: the patch file to create (an existing one is replaced on close).
+        size: patch side ``P``, pixels.
+        parameters: JSON-serialisable description of how the patches were made.
+
+    Raises:
+        ValueError: if ``parameters`` is not JSON-serialisable.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike[str], *, size: int = 96, parameters: Mapping[str, Any] | None = None
+    ) -> None:
+        self.size = int(size)
+        attrs = {
+            "layout_version": LAYOUT_VERSION,
+            "patch_size": self.size,
+            "parameters": describe(parameters, Path(path), "parameters"),
+        }
+        super().__init__(path, name="patches", shape=(2, self.size, self.size), attrs=attrs)
+
+
+def describe(value: Mapping[str, Any] | None, path: Path, what: str = "description") -> str:
+    """``value`` as sorted JSON for a file attribute; ValueError naming ``path`` if it cannot be."""
+    try:
+        return json.dumps(dict(value or {}), sort_keys=True)
+    except TypeError as error:
+        raise ValueError(f"{path}: {what} must be JSON-serialisable: {error}") from None
 
 
 def write_patches(
