@@ -43,6 +43,8 @@ import torch
 from monai.config.type_definitions import NdarrayOrTensor
 from monai.utils import convert_to_dst_type, convert_to_tensor
 
+from monai_cmri.transforms import fft2c, ifft2c
+
 __all__ = ["espirit", "espirit_maps", "espirit_combine"]
 
 # Complex entries of G evaluated at once: 16 MB on a CPU, where blocks that stay in the cache
@@ -180,7 +182,7 @@ def espirit_combine(
     if backend not in ("torch", "sigpy"):
         raise ValueError(f"espirit_combine: backend must be 'torch' or 'sigpy', got {backend!r}")
     k = _check(kspace, calib, kernel, thresh, crop, iters, tol, bound)
-    images = _ifftc(k)
+    images = ifft2c(k)
     if remove_oversampling:
         height = k.shape[-2]
         start = (height - height // 2) // 2
@@ -190,7 +192,7 @@ def espirit_combine(
                 f"espirit_combine: {height // 2} rows left after removing the readout oversampling, "
                 f"fewer than the {calib} x {calib} calibration region"
             )
-        k = _fftc(images)
+        k = fft2c(images)
     if backend == "torch":
         maps = _espirit(k, calib, kernel, thresh, crop, iters, tol, bound, block)[0]
     else:
@@ -303,9 +305,9 @@ def _spectrum(kernels: torch.Tensor, kernel: int) -> torch.Tensor:
     start = n // 2 - kernel // 2  # sp.resize's placement, so the frequency offsets match
     padded = kernels.new_zeros(batch, count, coils, n, n)
     padded[..., start : start + kernel, start : start + kernel] = kernels
-    v = _ifftc(padded).permute(0, 3, 4, 2, 1)  # (B, n, n, C, K)
+    v = ifft2c(padded).permute(0, 3, 4, 2, 1)  # (B, n, n, C, K)
     gram = v @ v.conj().transpose(-1, -2)  # (B, n, n, C, C): sum_k v_k v_k^H on the small grid
-    coef = _fftc(gram.permute(0, 3, 4, 1, 2)).permute(0, 3, 4, 1, 2)  # back to k-space over (n, n)
+    coef = fft2c(gram.permute(0, 3, 4, 1, 2)).permute(0, 3, 4, 1, 2)  # back to k-space over (n, n)
     half = kernel - 1
     return coef[:, n // 2 - half : n // 2 + half + 1, n // 2 - half : n // 2 + half + 1] * (n / kernel**2)
 
@@ -481,18 +483,6 @@ def _sigpy_maps(k: torch.Tensor, calib: int, kernel: int, thresh: float, crop: f
         for s in flat
     ]
     return torch.from_numpy(np.stack(maps).astype(np.complex64)).reshape(k.shape).to(k.device)
-
-
-def _ifftc(x: torch.Tensor) -> torch.Tensor:
-    """Centred orthonormal 2D inverse FFT over the last two axes (SPEC 1.1)."""
-    x = torch.fft.ifftshift(x, dim=(-2, -1))
-    return torch.fft.fftshift(torch.fft.ifft2(x, norm="ortho"), dim=(-2, -1))
-
-
-def _fftc(x: torch.Tensor) -> torch.Tensor:
-    """Centred orthonormal 2D FFT over the last two axes."""
-    x = torch.fft.ifftshift(x, dim=(-2, -1))
-    return torch.fft.fftshift(torch.fft.fft2(x, norm="ortho"), dim=(-2, -1))
 
 
 def _like(out: torch.Tensor, like: NdarrayOrTensor) -> NdarrayOrTensor:
