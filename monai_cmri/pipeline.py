@@ -24,7 +24,6 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
 from tqdm.auto import tqdm
 
 from monai_cmri.data.annotations import Annotations, volume_name
@@ -37,7 +36,7 @@ from monai_cmri.preprocess import (
     patch_volume,
     write_volume_patches,
 )
-from monai_cmri.simulate import plan_volume, simulate_volume, write_annotations, write_volume
+from monai_cmri.simulate import dataset_volume, write_annotations, write_volume
 
 __all__ = ["BUNDLES", "run_cvae", "run_pipeline"]
 
@@ -116,11 +115,10 @@ def run_pipeline(
     start = time.monotonic()
     rows, findings, annotated, drawn = [], [], [], set()
     for index in tqdm(range(volumes), desc="pipeline", unit="volume", disable=not progress):
-        spec = plan_volume(index, seed, slices=slices, coils=coils)
-        volume = simulate_volume(spec, np.random.default_rng([seed, index, 1]))
+        volume = dataset_volume(index, seed, slices=slices, coils=coils)
         path = write_volume(volume, kspace_dir)
-        if spec.annotated:
-            annotated.append(spec.name)
+        if volume.spec.annotated:
+            annotated.append(volume.spec.name)
             findings.extend(volume.annotations)
         del volume
         # The annotation files grow with the dataset, so that a stopped run leaves a consistent pair.
