@@ -119,7 +119,8 @@ def render_volume(
     name = volume_name(path)
     status = annotations.volume_class(name) if annotations is not None else "unlabeled"
     boxes = {index: annotations.boxes(name, index) for index in slices} if annotations is not None else None
-    title = f"{name}  |  {sequence}, {nominal_field(header.field_strength_t)}, {header.receiver_channels} coils  |  {status}"
+    field = nominal_field(header.field_strength_t)
+    title = f"{name}  |  {sequence}, {field}, {header.receiver_channels} coils  |  {status}"
     # combined_volume returns only the requested slices, in order.
     return render_slices(image, out, range(len(slices)), _reindex(boxes, slices), title, numbers=slices)
 

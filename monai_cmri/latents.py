@@ -24,7 +24,6 @@ Files are written under a temporary name and renamed when complete.
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -33,12 +32,18 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
-from monai.data import Dataset
 from torch import nn
 from tqdm.auto import tqdm
 
-from monai_cmri.data.dataset import COLUMNS, LABELS, ArrayWriter, PatchDataset, PatchWriter, describe
-from monai_cmri.data.sequences import SEQUENCES
+from monai_cmri.data.dataset import (
+    ArrayFileDataset,
+    ArrayWriter,
+    PatchDataset,
+    PatchWriter,
+    check_array_file,
+    describe,
+    json_attribute,
+)
 from monai_cmri.data.splits import SPLITS
 
 __all__ = [
@@ -95,13 +100,13 @@ class LatentWriter(ArrayWriter):
         super().__init__(path, name="latents", shape=shape, attrs=attrs)
 
 
-class LatentDataset(Dataset):
+class LatentDataset(ArrayFileDataset):
     """Latents of a latent file as MONAI dictionaries (the flow models' training data, paper 2.3).
 
     Item ``i`` is ``{"latent": (C, h, w) float32 tensor, "sequence": int (index into SEQUENCES),
     "label": int (index into LABELS), "sequence_name": str, "label_name": str, ...every other
-    metadata column}``, passed through ``transform``. Metadata is read up front; latents lazily,
-    through a handle that each process opens for itself, or all at once with ``in_memory``.
+    metadata column}``, passed through ``transform``; reading as
+    :class:`~monai_cmri.data.dataset.ArrayFileDataset`.
 
     Args:
         path: the latent file.
@@ -110,65 +115,26 @@ class LatentDataset(Dataset):
 
     Attributes:
         shape: ``(C, h, w)`` of one latent.
-        parameters: the patch parameters carried by the file.
         encoder: how the latents were made (checkpoint, statistic, network).
-        columns: every metadata column, ``{name: (N,) array}``.
-        sequences: ``(N,)`` int64 index into :data:`~monai_cmri.data.sequences.SEQUENCES`.
-        labels: ``(N,)`` int64 index into :data:`~monai_cmri.data.dataset.LABELS`.
+        parameters: the patch parameters carried by the file.
+        columns, sequences, labels: as :class:`~monai_cmri.data.dataset.ArrayFileDataset`.
 
     Raises:
         OSError: if the file is missing or not HDF5.
         ValueError: if it is not a latent file of this layout; the message names the file.
     """
 
-    def __init__(
-        self,
-        path: str | os.PathLike[str],
-        in_memory: bool = False,
-        transform: Sequence[Callable] | Callable | None = None,
-    ) -> None:
-        self.path = Path(path)
-        with _open(self.path) as file:
-            count, self.shape = _describe(file, self.path)
-            self.parameters = _attribute(file, "parameters", self.path)
-            self.encoder = _attribute(file, "encoder", self.path)
-            self.columns = {name: _plain(file[name][()]) for name in file if name != "latents"}
-            self._latents = file["latents"][()] if in_memory else None
-        self.sequences = _indices(self.columns["sequence"], SEQUENCES, "sequence", self.path)
-        self.labels = _indices(self.columns["label"], LABELS, "label", self.path)
-        self._file: h5py.File | None = None
-        self._pid: int | None = None
-        super().__init__(data=range(count), transform=transform)
+    name, key, kind = "latents", "latent", "latent"
 
-    def _transform(self, index: int) -> Any:
-        index = self.data[index]
-        item: dict[str, Any] = {"latent": torch.from_numpy(self._read(index))}
-        item["sequence"], item["label"] = int(self.sequences[index]), int(self.labels[index])
-        item["sequence_name"], item["label_name"] = SEQUENCES[item["sequence"]], LABELS[item["label"]]
-        for name, column in self.columns.items():
-            if name not in ("sequence", "label"):
-                value = column[index]
-                item[name] = value.item() if isinstance(value, np.generic) else value
-        return self.transform(item)
+    def _read_header(self, file: h5py.File) -> int:
+        count, *shape = check_array_file(file, self.path, self.name, self.kind)
+        self.shape: tuple[int, int, int] = tuple(shape)
+        self.encoder = json_attribute(file, "encoder", self.path)
+        return count
 
-    def _read(self, index: int) -> np.ndarray:
-        if self._latents is not None:
-            return np.array(self._latents[index], dtype=np.float32)
-        # h5py handles must not cross a fork: each worker process opens its own.
-        if self._file is None or self._pid != os.getpid():
-            self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
-        return np.asarray(self._file["latents"][index], dtype=np.float32)
-
-    def close(self) -> None:
-        """Close this process's file handle (reopened on the next lazy read)."""
-        if self._file is not None and self._pid == os.getpid():
-            self._file.close()
-        self._file, self._pid = None, None
-
-    def __getstate__(self) -> dict[str, Any]:
-        state = self.__dict__.copy()
-        state["_file"], state["_pid"] = None, None
-        return state
+    def __repr__(self) -> str:
+        shape = "x".join(map(str, self.shape))
+        return f"LatentDataset({str(self.path)!r}, {len(self)} latents {shape}, {self._mode()})"
 
 
 def encode_patches(
@@ -441,50 +407,3 @@ def _sha256(path: Path) -> str:
         for block in iter(lambda: handle.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
-
-
-def _open(path: Path) -> h5py.File:
-    if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such latent file")
-    try:
-        return h5py.File(path, "r")
-    except OSError as error:
-        raise OSError(f"{path}: not a readable HDF5 latent file ({error})") from None
-
-
-def _describe(file: h5py.File, path: Path) -> tuple[int, tuple[int, int, int]]:
-    if "latents" not in file or not isinstance(file["latents"], h5py.Dataset):
-        raise ValueError(f"{path}: no 'latents' dataset; not a latent file (see monai_cmri.latents)")
-    shape, dtype = file["latents"].shape, file["latents"].dtype
-    if len(shape) != 4 or dtype != np.float32:
-        raise ValueError(f"{path}: 'latents' must be float32 (N, C, h, w), got {dtype} {shape}")
-    for name in COLUMNS:
-        if name not in file:
-            raise ValueError(f"{path}: missing metadata dataset {name!r}")
-    for name in file:
-        if name != "latents" and file[name].shape != (shape[0],):
-            raise ValueError(f"{path}: metadata {name!r} has shape {file[name].shape}, expected ({shape[0]},)")
-    return shape[0], tuple(shape[1:])
-
-
-def _attribute(file: h5py.File, name: str, path: Path) -> dict[str, Any]:
-    text = file.attrs.get(name, "{}")
-    try:
-        return json.loads(text.decode() if isinstance(text, bytes) else str(text))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: attribute {name!r} is not JSON: {error}") from None
-
-
-def _plain(values: np.ndarray) -> np.ndarray:
-    """HDF5 strings (bytes) as an object array of ``str``; numbers unchanged."""
-    if values.dtype.kind in "OS":
-        return np.array([v.decode() if isinstance(v, bytes) else str(v) for v in values.tolist()], dtype=object)
-    return values
-
-
-def _indices(values: np.ndarray, names: tuple[str, ...], column: str, path: Path) -> np.ndarray:
-    lookup = {name: index for index, name in enumerate(names)}
-    unknown = sorted(set(values.tolist()) - set(lookup))
-    if unknown:
-        raise ValueError(f"{path}: unknown {column}(s) {unknown}; expected one of {', '.join(names)}")
-    return np.array([lookup[value] for value in values.tolist()], dtype=np.int64)

@@ -48,7 +48,7 @@ from monai_cmri.data.patches import (
 )
 from monai_cmri.data.reader import combine_volume
 from monai_cmri.data.splits import SPLITS, split_volumes, write_splits
-from monai_cmri.transforms import ifft2c, normalize_magnitude, resize_kspace
+from monai_cmri.transforms import normalize_magnitude, resize_kspace
 
 __all__ = [
     "VOLUMES_DIR",

@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
-from typing import Any
+from typing import Any, ClassVar
 
 import h5py
 import numpy as np
@@ -49,7 +49,11 @@ __all__ = [
     "write_patches",
     "merge_patches",
     "read_parameters",
+    "ArrayFileDataset",
     "PatchDataset",
+    "open_array_file",
+    "check_array_file",
+    "json_attribute",
     "sampling_weights",
 ]
 
@@ -312,26 +316,29 @@ def merge_patches(
 def read_parameters(path: str | os.PathLike[str]) -> dict[str, Any]:
     """The ``parameters`` attribute of a patch file, decoded from JSON."""
     with _open(Path(path)) as file:
-        return _parameters(file, Path(path))
+        return json_attribute(file, "parameters", Path(path))
 
 
-class PatchDataset(Dataset):
-    """Patches of a patch file as MONAI dictionaries (paper 2.1.3 data, 2.3 conditioning).
+class ArrayFileDataset(Dataset):
+    """Rows of a file written by :class:`ArrayWriter` as MONAI dictionaries.
 
-    Item ``i`` is ``{"image": (2, P, P) float32 tensor, "sequence": int (index into SEQUENCES),
-    "label": int (index into LABELS), "sequence_name": str, "label_name": str, "file": str,
-    "slice": int, "row": int, "col": int, "overlap": float, ...extra columns}``, passed through
-    ``transform``. The metadata is read once, up front; the patches are read lazily, one per item,
-    through a file handle that each process opens for itself (safe with DataLoader workers,
-    forked or spawned), or all at once with ``in_memory``.
+    The reader shared by :class:`PatchDataset` and :class:`monai_cmri.latents.LatentDataset`, as
+    :class:`ArrayWriter` is their shared writer. Item ``i`` is ``{key: (*shape) float32 tensor,
+    "sequence": int (index into SEQUENCES), "label": int (index into LABELS), "sequence_name": str,
+    "label_name": str, ...every other metadata column}``, passed through ``transform``. The metadata
+    is read once, up front; the arrays lazily, one per item, through a file handle that each process
+    opens for itself (safe with DataLoader workers, forked or spawned), or all at once with
+    ``in_memory``.
+
+    A subclass sets :attr:`name` (the array dataset), :attr:`key` (its item key) and :attr:`kind`
+    (the file's kind in messages), and checks the rest of its layout in :meth:`_read_header`.
 
     Args:
-        path: the patch file.
-        in_memory: read every patch into memory now (``N * 2 * P * P * 4`` bytes).
+        path: the file.
+        in_memory: read every array into memory now (``N * prod(shape) * 4`` bytes).
         transform: callable or sequence of callables applied to each item (MONAI ``Compose``).
 
     Attributes:
-        size: patch side ``P``, pixels.
         parameters: the file's ``parameters`` attribute, decoded.
         columns: every metadata column, ``{name: (N,) array}`` (strings as ``str`` objects).
         sequences: ``(N,)`` int64 index into :data:`~monai_cmri.data.sequences.SEQUENCES`.
@@ -343,6 +350,13 @@ class PatchDataset(Dataset):
             sequences or labels; the message names the file.
     """
 
+    #: HDF5 dataset of the arrays, e.g. ``"patches"``.
+    name: ClassVar[str]
+    #: Item key of the array, e.g. ``"image"``.
+    key: ClassVar[str]
+    #: What the file is called in messages, e.g. ``"patch"``.
+    kind: ClassVar[str]
+
     def __init__(
         self,
         path: str | os.PathLike[str],
@@ -350,20 +364,24 @@ class PatchDataset(Dataset):
         transform: Sequence[Callable] | Callable | None = None,
     ) -> None:
         self.path = Path(path)
-        with _open(self.path) as file:
-            count, self.size = _describe(self.path, file)
-            self.parameters = _parameters(file, self.path)
-            self.columns = {name: _plain(file[name][()]) for name in file if name != "patches"}
-            self._patches = file["patches"][()] if in_memory else None
+        with open_array_file(self.path, self.kind) as file:
+            count = self._read_header(file)
+            self.parameters = json_attribute(file, "parameters", self.path)
+            self.columns = {name: _plain(file[name][()]) for name in file if name != self.name}
+            self._arrays = file[self.name][()] if in_memory else None
         self.sequences = _indices(self.columns["sequence"], SEQUENCES, "sequence", self.path)
         self.labels = _indices(self.columns["label"], LABELS, "label", self.path)
         self._file: h5py.File | None = None
         self._pid: int | None = None
         super().__init__(data=range(count), transform=transform)
 
+    def _read_header(self, file: h5py.File) -> int:
+        """Check the layout of the open file, set the subclass's attributes; return the row count."""
+        raise NotImplementedError
+
     def _transform(self, index: int) -> Any:
         index = self.data[index]
-        item: dict[str, Any] = {"image": torch.from_numpy(self._read(index))}
+        item: dict[str, Any] = {self.key: torch.from_numpy(self._read(index))}
         item["sequence"], item["label"] = int(self.sequences[index]), int(self.labels[index])
         item["sequence_name"], item["label_name"] = SEQUENCES[item["sequence"]], LABELS[item["label"]]
         for name, column in self.columns.items():
@@ -372,12 +390,12 @@ class PatchDataset(Dataset):
         return self.transform(item)
 
     def _read(self, index: int) -> np.ndarray:
-        if self._patches is not None:
-            return np.array(self._patches[index], dtype=np.float32)
+        if self._arrays is not None:
+            return np.array(self._arrays[index], dtype=np.float32)
         # h5py handles must not cross a fork: each worker process opens its own.
         if self._file is None or self._pid != os.getpid():
             self._file, self._pid = h5py.File(self.path, "r"), os.getpid()
-        return np.asarray(self._file["patches"][index], dtype=np.float32)
+        return np.asarray(self._file[self.name][index], dtype=np.float32)
 
     def close(self) -> None:
         """Close this process's file handle (reopened on the next lazy read)."""
@@ -390,9 +408,41 @@ class PatchDataset(Dataset):
         state["_file"], state["_pid"] = None, None
         return state
 
+    def _mode(self) -> str:
+        return "in memory" if self._arrays is not None else "lazy"
+
+
+class PatchDataset(ArrayFileDataset):
+    """Patches of a patch file as MONAI dictionaries (paper 2.1.3 data, 2.3 conditioning).
+
+    Item ``i`` is ``{"image": (2, P, P) float32 tensor, "sequence": int (index into SEQUENCES),
+    "label": int (index into LABELS), "sequence_name": str, "label_name": str, "file": str,
+    "slice": int, "row": int, "col": int, "overlap": float, ...extra columns}``, passed through
+    ``transform``; reading as :class:`ArrayFileDataset`.
+
+    Args:
+        path: the patch file.
+        in_memory: read every patch into memory now (``N * 2 * P * P * 4`` bytes).
+        transform: callable or sequence of callables applied to each item (MONAI ``Compose``).
+
+    Attributes:
+        size: patch side ``P``, pixels.
+        parameters, columns, sequences, labels: as :class:`ArrayFileDataset`.
+
+    Raises:
+        OSError: if the file is missing or not HDF5.
+        ValueError: if it lacks a dataset of the layout, or holds inconsistent shapes, unknown
+            sequences or labels; the message names the file.
+    """
+
+    name, key, kind = "patches", "image", "patch"
+
+    def _read_header(self, file: h5py.File) -> int:
+        count, self.size = _describe(self.path, file)
+        return count
+
     def __repr__(self) -> str:
-        mode = "in memory" if self._patches is not None else "lazy"
-        return f"PatchDataset({str(self.path)!r}, {len(self)} patches {self.size}x{self.size}, {mode})"
+        return f"PatchDataset({str(self.path)!r}, {len(self)} patches {self.size}x{self.size}, {self._mode()})"
 
 
 def sampling_weights(dataset: PatchDataset | Subset) -> torch.Tensor:
@@ -425,41 +475,71 @@ def sampling_weights(dataset: PatchDataset | Subset) -> torch.Tensor:
     return torch.from_numpy(1.0 / (counts.size * counts[inverse].astype(np.float64)))
 
 
-def _open(path: Path) -> h5py.File:
+def open_array_file(path: Path, kind: str) -> h5py.File:
+    """Open an :class:`ArrayWriter` file for reading; errors name the file and its ``kind``.
+
+    Raises:
+        FileNotFoundError: if there is no such file.
+        OSError: if it is not readable HDF5.
+    """
     if not path.is_file():
-        raise FileNotFoundError(f"{path}: no such patch file")
+        raise FileNotFoundError(f"{path}: no such {kind} file")
     try:
         return h5py.File(path, "r")
     except OSError as error:
-        raise OSError(f"{path}: not a readable HDF5 patch file ({error})") from None
+        raise OSError(f"{path}: not a readable HDF5 {kind} file ({error})") from None
 
 
-def _describe(path: Path, file: h5py.File | None = None) -> tuple[int, int]:
-    """Check the layout; return the number of patches and the patch side."""
-    if file is None:
-        with _open(path) as opened:
-            return _describe(path, opened)
-    if "patches" not in file or not isinstance(file["patches"], h5py.Dataset):
-        raise ValueError(f"{path}: no 'patches' dataset; not a patch file (see monai_cmri.data.dataset)")
-    shape, dtype = file["patches"].shape, file["patches"].dtype
-    if len(shape) != 4 or shape[1] != 2 or shape[2] != shape[3] or dtype != np.float32:
-        raise ValueError(f"{path}: 'patches' must be float32 (N, 2, P, P), got {dtype} {shape}")
-    for name in COLUMNS:
-        if name not in file:
-            raise ValueError(f"{path}: missing metadata dataset {name!r}")
-    for name in file:
-        if name != "patches" and file[name].shape != (shape[0],):
-            found = file[name].shape
-            raise ValueError(f"{path}: metadata {name!r} has shape {found}, expected ({shape[0]},)")
-    return shape[0], shape[2]
+def check_array_file(file: h5py.File, path: Path, name: str, kind: str) -> tuple[int, ...]:
+    """Check the layout every :class:`ArrayWriter` file shares; return the shape of ``name``.
+
+    That is a float32 ``(N, C, H, W)`` dataset ``name`` and a ``(N,)`` dataset for each metadata
+    column, :data:`COLUMNS` included.
+
+    Raises:
+        ValueError: naming ``path`` and what is wrong.
+    """
+    if name not in file or not isinstance(file[name], h5py.Dataset):
+        raise ValueError(f"{path}: no {name!r} dataset; not a {kind} file")
+    shape, dtype = file[name].shape, file[name].dtype
+    if len(shape) != 4 or dtype != np.float32:
+        raise ValueError(f"{path}: {name!r} must be float32 (N, C, H, W), got {dtype} {shape}")
+    for column in COLUMNS:
+        if column not in file:
+            raise ValueError(f"{path}: missing metadata dataset {column!r}")
+    for column in file:
+        if column != name and file[column].shape != (shape[0],):
+            found = file[column].shape
+            raise ValueError(f"{path}: metadata {column!r} has shape {found}, expected ({shape[0]},)")
+    return tuple(shape)
 
 
-def _parameters(file: h5py.File, path: Path) -> dict[str, Any]:
-    text = file.attrs.get("parameters", "{}")
+def json_attribute(file: h5py.File, name: str, path: Path) -> dict[str, Any]:
+    """A JSON object stored in the file attribute ``name`` (``{}`` when absent), decoded.
+
+    Raises:
+        ValueError: naming ``path`` if the attribute is not JSON.
+    """
+    text = file.attrs.get(name, "{}")
     try:
         return json.loads(text.decode() if isinstance(text, bytes) else str(text))
     except json.JSONDecodeError as error:
-        raise ValueError(f"{path}: attribute 'parameters' is not JSON: {error}") from None
+        raise ValueError(f"{path}: attribute {name!r} is not JSON: {error}") from None
+
+
+def _open(path: Path) -> h5py.File:
+    return open_array_file(path, "patch")
+
+
+def _describe(path: Path, file: h5py.File | None = None) -> tuple[int, int]:
+    """Check the layout of a patch file; return the number of patches and the patch side."""
+    if file is None:
+        with _open(path) as opened:
+            return _describe(path, opened)
+    shape = check_array_file(file, path, "patches", "patch")
+    if shape[1] != 2 or shape[2] != shape[3]:
+        raise ValueError(f"{path}: 'patches' must be float32 (N, 2, P, P), got {shape}")
+    return shape[0], shape[2]
 
 
 def _plain(values: np.ndarray) -> np.ndarray:

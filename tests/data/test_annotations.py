@@ -51,7 +51,7 @@ file_brain_AXT1POST_200_0000006,0,Yes,,,,,Normal for age
 file_brain_AXFLAIR_200_0000007,0,Yes,,,,,Normal for age
 file_brain_AXFLAIR_200_0000007,5,No,1,1,4,0,Posttreatment change
 file_brain_AXFLAIR_200_0000008,1,No,10,300,10,20,Nonspecific white matter lesion
-file_brain_AXFLAIR_200_0000008,1,No,20,30,5,5,nonspecific  white matter Lesion 
+file_brain_AXFLAIR_200_0000008,1,No,20,30,5,5,nonspecific  white matter Lesion
 """
 
 
