@@ -87,6 +87,18 @@ def test_training_mode_samples_and_evaluation_mode_uses_the_mean():
     assert (first - second).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("logvar_init", [-6.0, 0.0])
+def test_logvar_init_sets_the_initial_posterior_spread_and_leaves_the_mean(logvar_init):
+    x, sequence = torch.randn(8, 2, 16, 16), torch.arange(8) % 5
+    with torch.no_grad():
+        mu, logvar = small(logvar_init=logvar_init).encode(x, sequence)
+        reference_mu, reference_logvar = small(logvar_init=0.0).encode(x, sequence)
+    # Only the bias of the log-variance maps differs: the same draw of every other weight.
+    torch.testing.assert_close(mu, reference_mu)
+    torch.testing.assert_close(logvar, reference_logvar + logvar_init)
+    assert abs(logvar.mean().item() - logvar_init) < 0.5
+
+
 def test_reparameterize_has_the_posterior_moments():
     mu = torch.full((4000, 1, 2, 2), 1.5)
     logvar = torch.full_like(mu, 2 * torch.log(torch.tensor(0.5)).item())
