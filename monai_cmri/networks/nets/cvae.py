@@ -55,9 +55,10 @@ class ComplexCVAE(nn.Module):
             first step: at ``0`` (sigma 1) the sampled latents, whose means start near 0.3, are
             mostly noise, the decoder first learns to ignore them and the reconstructions stay
             blurred for thousands of steps. Training then moves the variance freely (on the demo
-            data it rose to about ``exp(-2.3)`` within 640 steps). Measured with the CPU profile,
-            640 steps on the demo's 247 training patches: test coherence 0.981 against 0.965 and
-            magnitude PSNR 26.6 dB against 22.1 dB for ``logvar_init=0``.
+            data it rose to about ``exp(-2.3)`` within 640 steps). In the main job (the ``cvae``
+            bundle's CPU profile, 40 epochs on the demo's patches) the AXT2 test patches reach
+            coherence 0.992, SSIM 0.79 and PSNR 22.4 dB, against 0.965, 0.65 and 18.3 dB with
+            ``logvar_init=0`` (the bundle's ``docs/README.md`` has the table).
 
     Example:
         >>> net = ComplexCVAE(channels=(8, 16), num_res_blocks=1, norm_num_groups=4).eval()
