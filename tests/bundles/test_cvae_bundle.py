@@ -6,6 +6,7 @@ import csv
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -31,6 +32,8 @@ SCHEMA = Path(__file__).with_name("meta_schema_20240725.json")
 SIZE = 32
 #: Test split: 3 AXFLAIR, 2 AXT1, 1 AXT2.
 TEST_SEQUENCES = ["AXFLAIR", "AXT1", "AXFLAIR", "AXT2", "AXT1", "AXFLAIR"]
+#: What a rank's C++ runtime prints when a gloo process aborts on exit.
+SHUTDOWN_ABORT = "terminate called without an active exception"
 #: A model small enough for a CPU test; cpu.json is merged first, as users do.
 TINY = {"channels": [4, 8], "num_res_blocks": 1, "norm_num_groups": 4, "batch_size": 4, "epochs": 1}
 
@@ -222,6 +225,13 @@ def test_multi_gpu_config_trains_with_two_gloo_processes(patches, tmp_path):
         command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
     result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
     log = result.stdout + result.stderr
+    if result.returncode and SHUTDOWN_ABORT in log and log.count("Engine run finished") == 2:
+        # About one run in 40 here, a gloo rank aborts while its process exits, after training,
+        # validation and the checkpoint are complete (see the bundle's docs/README.md); one relaunch
+        # keeps that race out of this test, and any other failure still fails it.
+        shutil.rmtree(out, ignore_errors=True)
+        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+        log = result.stdout + result.stderr
     assert result.returncode == 0, log[-6000:]
     # Only rank 0 logs, saves and draws the progress bar.
     assert log.count("Epoch[1] Metrics -- ") == 2, log[-3000:]  # the trainer's and the evaluator's line
