@@ -301,14 +301,8 @@ def encode_splits(
         OSError: if a patch file is missing or unreadable (checked before anything is written).
         ValueError: as :func:`encode_patches`.
     """
-    sources = _split_files(dataset_dir, splits)
-    latent_dir = Path(latent_dir)
-    return {
-        split: _done(
-            encode_patches, network, source, latent_dir / source.name, checkpoint, batch_size, device, progress
-        )
-        for split, source in sources.items()
-    }
+    options = {"checkpoint": checkpoint, "batch_size": batch_size, "device": device, "progress": progress}
+    return _each_split(encode_patches, network, dataset_dir, latent_dir, splits, options)
 
 
 def decode_splits(
@@ -338,26 +332,27 @@ def decode_splits(
         OSError: if a latent file is missing or unreadable (checked before anything is written).
         ValueError: as :func:`decode_latents`.
     """
-    sources = _split_files(latent_dir, splits)
-    patch_dir = Path(patch_dir)
-    return {
-        split: _done(decode_latents, network, source, patch_dir / source.name, checkpoint, batch_size, device, progress)
-        for split, source in sources.items()
-    }
+    options = {"checkpoint": checkpoint, "batch_size": batch_size, "device": device, "progress": progress}
+    return _each_split(decode_latents, network, latent_dir, patch_dir, splits, options)
 
 
-def _done(
+def _each_split(
     function: Callable[..., int],
     network: nn.Module,
-    source: Path,
-    target: Path,
-    checkpoint: str | os.PathLike[str] | None,
-    batch_size: int,
-    device: str | torch.device | None,
-    progress: bool,
-) -> Path:
-    function(network, source, target, checkpoint=checkpoint, batch_size=batch_size, device=device, progress=progress)
-    return target
+    source_dir: str | os.PathLike[str],
+    target_dir: str | os.PathLike[str],
+    splits: Iterable[str],
+    options: Mapping[str, Any],
+) -> dict[str, Path]:
+    """``function(network, <source_dir>/<split>.h5, <target_dir>/<split>.h5, **options)`` per split.
+
+    Every source is checked before anything is written.
+    """
+    sources = _split_files(source_dir, splits)
+    targets = {split: Path(target_dir) / source.name for split, source in sources.items()}
+    for split, source in sources.items():
+        function(network, source, targets[split], **options)
+    return targets
 
 
 def _split_files(folder: str | os.PathLike[str], splits: Iterable[str]) -> dict[str, Path]:
