@@ -9,6 +9,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from blob_helpers import complex_blobs
 
 from monai_cmri.data.dataset import PatchDataset, write_patches
 from monai_cmri.data.sequences import SEQUENCES
@@ -28,14 +29,7 @@ N = 7
 
 def phantoms(n: int, seed: int = 0) -> np.ndarray:
     """Smooth complex blobs with a phase ramp, ``(n, 2, SIZE, SIZE)``."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[:SIZE, :SIZE] / SIZE - 0.5
-    out = []
-    for _ in range(n):
-        mag = np.exp(-((y - rng.uniform(-0.1, 0.1)) ** 2 + x**2) / (2 * rng.uniform(0.2, 0.3) ** 2))
-        z = mag * np.exp(1j * (rng.uniform(-np.pi, np.pi) + rng.uniform(-2, 2) * y))
-        out.append(np.stack([z.real, z.imag]))
-    return np.asarray(out, dtype=np.float32)
+    return complex_blobs(n, SIZE, seed, ramp="y")
 
 
 def columns(n: int = N) -> dict[str, object]:

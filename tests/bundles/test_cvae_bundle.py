@@ -15,6 +15,7 @@ import h5py
 import numpy as np
 import pytest
 import torch
+from blob_helpers import complex_blobs
 from monai.bundle import ConfigParser
 from monai.bundle import run as bundle_run
 
@@ -43,15 +44,8 @@ def config(*names: str) -> list[str]:
 
 
 def phantoms(n: int, seed: int) -> np.ndarray:
-    """Smooth complex blobs with a phase ramp, ``(n, 2, SIZE, SIZE)``, magnitude in [0, 1]."""
-    rng = np.random.default_rng(seed)
-    y, x = np.mgrid[:SIZE, :SIZE] / SIZE - 0.5
-    out = []
-    for _ in range(n):
-        mag = np.exp(-((y - rng.uniform(-0.1, 0.1)) ** 2 + x**2) / (2 * rng.uniform(0.2, 0.3) ** 2))
-        z = mag * np.exp(1j * (rng.uniform(-np.pi, np.pi) + rng.uniform(-2, 2) * x))
-        out.append(np.stack([z.real, z.imag]))
-    return np.asarray(out, dtype=np.float32)
+    """Smooth complex blobs with a phase ramp, ``(n, 2, SIZE, SIZE)``."""
+    return complex_blobs(n, SIZE, seed, ramp="x")
 
 
 def write_split(path: Path, sequences: list[str], seed: int) -> None:
