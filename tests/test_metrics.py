@@ -9,14 +9,10 @@ import pytest
 import torch
 from ignite.engine import Engine
 from monai.metrics import PSNRMetric, SSIMMetric
+from numpy_reference import crandn
 
 from monai_cmri.metrics import PerSequenceMetrics, PhaseCoherence, PhaseCoherenceMetric, phase_coherence
 from monai_cmri.transforms.complex import channels_to_complex, complex_to_channels
-
-
-def crandn(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
 
 
 def two_channel(z: np.ndarray) -> torch.Tensor:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sim_helpers import small_volume
 from scipy import ndimage
+from sim_helpers import small_volume
 
 from monai_cmri.simulate import FINDING_LABELS, TISSUES, rows_of_box
 from monai_cmri.simulate.kspace import rss

@@ -9,8 +9,8 @@ from pathlib import Path
 import h5py
 import numpy as np
 import pytest
-from sim_helpers import TINY
 from monai.apps.reconstruction.fastmri_reader import FastMRIReader
+from sim_helpers import TINY
 
 from monai_cmri.data.header import IsmrmrdHeader
 from monai_cmri.data.sequences import sequence_from_name

@@ -7,24 +7,10 @@ import pytest
 import torch
 from monai.transforms import Compose, MapTransform, Transform
 from monai.utils import TransformBackends
+from numpy_reference import crandn, np_fft2c, np_ifft2c
 
 import monai_cmri.transforms as T
 from monai_cmri.transforms import dictionary as D
-
-
-def crandn(shape: tuple[int, ...], seed: int = 0) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(np.complex64)
-
-
-def np_ifft2c(k: np.ndarray) -> np.ndarray:
-    axes = (-2, -1)
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=axes), norm="ortho"), axes=axes)
-
-
-def np_fft2c(x: np.ndarray) -> np.ndarray:
-    axes = (-2, -1)
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=axes), norm="ortho"), axes=axes)
 
 
 def np_reconstruction_rss(kspace: np.ndarray, size: int = 320) -> np.ndarray:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from numpy_reference import crandn
 
 from monai_cmri.transforms.complex import (
     channels_to_complex,
@@ -13,11 +14,6 @@ from monai_cmri.transforms.complex import (
     normalize_magnitude,
     phase,
 )
-
-
-def crandn(shape: tuple[int, ...], seed: int = 0, dtype: type = np.complex64) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
 
 
 @pytest.mark.parametrize("to_type", [np.asarray, torch.as_tensor])

@@ -7,25 +7,11 @@ import pytest
 import torch
 from monai.apps.reconstruction.mri_utils import root_sum_of_squares
 from monai.data import MetaTensor
+from numpy_reference import crandn, np_fft2c, np_ifft2c
 
 from monai_cmri.transforms.fft import crop_oversampling, fft2c, ifft2c, resize_kspace, rss
 
 SHAPES = [(5, 7), (4, 6), (3, 8, 5), (2, 3, 9, 4)]
-
-
-def crandn(shape: tuple[int, ...], seed: int = 0, dtype: type = np.complex64) -> np.ndarray:
-    rng = np.random.default_rng(seed)
-    return (rng.standard_normal(shape) + 1j * rng.standard_normal(shape)).astype(dtype)
-
-
-def np_ifft2c(k: np.ndarray) -> np.ndarray:
-    axes = (-2, -1)
-    return np.fft.fftshift(np.fft.ifft2(np.fft.ifftshift(k, axes=axes), norm="ortho"), axes=axes)
-
-
-def np_fft2c(x: np.ndarray) -> np.ndarray:
-    axes = (-2, -1)
-    return np.fft.fftshift(np.fft.fft2(np.fft.ifftshift(x, axes=axes), norm="ortho"), axes=axes)
 
 
 @pytest.mark.parametrize("shape", SHAPES)
