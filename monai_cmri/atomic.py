@@ -106,10 +106,13 @@ def is_stale(host: str, pid: int) -> bool:
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str], pattern: str = ".*.tmp") -> list[Path]:
-    """Delete the temporaries in ``folder`` whose writer died on this host; return what was removed.
+    """Delete the temporaries (files or staging folders) in ``folder`` whose writer died on this host.
 
     Temporaries of live processes, of other hosts and names not made by :func:`temporary_path` are
     left alone.
+
+    Returns:
+        The paths removed.
     """
     removed = []
     folder = Path(folder)
@@ -118,7 +121,10 @@ def remove_stale_temporaries(folder: str | os.PathLike[str], pattern: str = ".*.
     for candidate in sorted(folder.glob(pattern)):
         owner = owner_of(candidate)
         if owner is not None and is_stale(*owner):
-            candidate.unlink(missing_ok=True)
+            if candidate.is_dir() and not candidate.is_symlink():
+                shutil.rmtree(candidate, ignore_errors=True)
+            else:
+                candidate.unlink(missing_ok=True)
             removed.append(candidate)
     return removed
 
@@ -260,8 +266,9 @@ class FolderLock:
                         f"{self.folder}: {_describe(holder, self.path)}; wait for it to finish, or give "
                         "each run its own output folder"
                     ) from None
-                warnings.warn(f"{self.path}: taking over the stale lock of {_describe(holder, self.path)}",
-                              stacklevel=2)
+                warnings.warn(
+                    f"{self.path}: taking over a stale lock; its holder, {_holder(holder)}, is gone", stacklevel=2
+                )
                 self.path.unlink(missing_ok=True)
                 continue
             with os.fdopen(descriptor, "w") as handle:
@@ -295,10 +302,11 @@ def _stale(holder: dict[str, Any]) -> bool:
 def _describe(holder: dict[str, Any], path: Path) -> str:
     if not holder:
         return f"locked by an unreadable lock file {path} (remove it if no run is using the folder)"
-    return (
-        f"in use by process {holder.get('pid')} on {holder.get('host')} since {holder.get('started')} "
-        f"({holder.get('command')}); lock file {path}"
-    )
+    return f"in use by {_holder(holder)}; lock file {path}"
+
+
+def _holder(holder: dict[str, Any]) -> str:
+    return f"process {holder.get('pid')} on {holder.get('host')} since {holder.get('started')} ({holder.get('command')})"
 
 
 def _existing(path: Path) -> Path:

@@ -23,7 +23,8 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from types import TracebackType
 from typing import Any, ClassVar
@@ -34,6 +35,7 @@ import torch
 from monai.data import Dataset
 from torch.utils.data import Subset
 
+from monai_cmri.atomic import DiskFullError, disk_full_error, free_bytes, is_disk_full, temporary_path
 from monai_cmri.data.sequences import SEQUENCES, normalize_sequence
 
 __all__ = [
@@ -48,6 +50,7 @@ __all__ = [
     "describe",
     "write_patches",
     "merge_patches",
+    "check_space",
     "read_parameters",
     "ArrayFileDataset",
     "PatchDataset",
@@ -101,14 +104,21 @@ class ArrayWriter:
         self.name = name
         self.shape = tuple(int(size) for size in shape)
         self._attrs = dict(attrs)
-        self._temporary = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._temporary = temporary_path(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._file: h5py.File | None = h5py.File(self._temporary, "w")
         self._kinds: dict[str, str] | None = None
         self._count = 0
-        self._file.create_dataset(
-            name, shape=(0, *self.shape), maxshape=(None, *self.shape), dtype=np.float32, chunks=(1, *self.shape)
-        )
+        self._file: h5py.File | None = None
+        self._datasets: dict[str, h5py.Dataset] = {}
+        with self._guard():
+            self._file = h5py.File(self._temporary, "w")
+            # The datasets stay open while writing: each release of a dataset flushes its cache.
+            self._datasets = {
+                name: self._file.create_dataset(
+                    name, shape=(0, *self.shape), maxshape=(None, *self.shape), dtype=np.float32,
+                    chunks=(1, *self.shape),
+                )
+            }
 
     def __len__(self) -> int:
         return self._count
@@ -135,31 +145,57 @@ class ArrayWriter:
                 f"{self.path}: expected real {self.name} (n, {', '.join(map(str, self.shape))}), "
                 f"got {data.dtype} {data.shape}"
             )
-        values = self._columns(columns, len(data))
-        start, stop = self._count, self._count + len(data)
-        for name, value in [(self.name, data), *values.items()]:
-            self._file[name].resize(stop, axis=0)
-            self._file[name][start:stop] = value
-        self._count = stop
+        with self._guard(needed=data.size * 4):
+            values = self._columns(columns, len(data))
+            start, stop = self._count, self._count + len(data)
+            for name, value in [(self.name, data), *values.items()]:
+                dataset = self._datasets[name]
+                dataset.resize(stop, axis=0)
+                dataset[start:stop] = value
+            # Flushing now makes a full disk fail here, in this call, rather than later in a
+            # dataset's release, where HDF5 can only print the error and drop the data.
+            self._file.flush()
+            self._count = stop
 
     def close(self) -> None:
         """Write the attributes, close the file and rename it to ``path``."""
         if self._file is None:
             return
-        if self._kinds is None:
-            self._columns({name: [] for name in COLUMNS}, 0)
-        for key, value in self._attrs.items():
-            self._file.attrs[key] = value
-        self._file.close()
-        self._file = None
-        os.replace(self._temporary, self.path)
-
-    def abort(self) -> None:
-        """Close and delete the temporary file; ``path`` is left untouched."""
-        if self._file is not None:
+        with self._guard():
+            if self._kinds is None:
+                self._columns({name: [] for name in COLUMNS}, 0)
+            for key, value in self._attrs.items():
+                self._file.attrs[key] = value
+            self._datasets.clear()
             self._file.close()
             self._file = None
-        self._temporary.unlink(missing_ok=True)
+            os.replace(self._temporary, self.path)
+
+    def abort(self) -> None:
+        """Close and delete the temporary file; ``path`` is left untouched.
+
+        The file is emptied before it is closed: HDF5 flushes its caches on close, and on a full disk
+        that flush fails, leaving handles whose later release crashes the interpreter. Emptying the
+        file frees its space first, so the flush succeeds into a file about to be deleted.
+        """
+        file, self._file = self._file, None
+        try:
+            if file is not None:
+                _discard(file, self._datasets)
+        finally:
+            self._temporary.unlink(missing_ok=True)
+
+    @contextmanager
+    def _guard(self, needed: int = 0) -> Iterator[None]:
+        """On a full disk, abort and raise a :class:`~monai_cmri.atomic.DiskFullError` naming ``path``."""
+        try:
+            yield
+        except Exception as error:
+            if not is_disk_full(error):
+                raise
+            self.abort()
+            written = self._count * int(np.prod(self.shape)) * 4
+            raise disk_full_error(error, self.path, written + needed) from None
 
     def __enter__(self) -> ArrayWriter:
         return self
@@ -193,7 +229,9 @@ class ArrayWriter:
             self._kinds = kinds
             for name, kind in kinds.items():
                 dtype = _STORED[kind]
-                self._file.create_dataset(name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(4096,))
+                self._datasets[name] = self._file.create_dataset(
+                    name, shape=(0,), maxshape=(None,), dtype=dtype, chunks=(4096,)
+                )
         return values
 
     def _convert(self, name: str, array: np.ndarray, kind: str) -> np.ndarray:
@@ -269,6 +307,7 @@ def write_patches(
     patches = np.asarray(patches)
     if patches.ndim != 4:
         raise ValueError(f"{path}: expected patches (N, 2, P, P), got shape {patches.shape}")
+    check_space(path, patches.size * 4)
     with PatchWriter(path, size=patches.shape[-1], parameters=parameters) as writer:
         writer.append(patches, columns)
 
@@ -298,6 +337,7 @@ def merge_patches(
     if not sources:
         raise ValueError(f"{path}: nothing to merge")
     size = _describe(sources[0])[1]
+    check_space(path, sum(source.stat().st_size for source in sources if source.is_file()))
     if parameters is None:
         parameters = read_parameters(sources[0])
     with PatchWriter(path, size=size, parameters=parameters) as writer:
@@ -311,6 +351,23 @@ def merge_patches(
                     columns = {name: _plain(file[name][start:stop]) for name in names}
                     writer.append(file["patches"][start:stop], columns)
         return len(writer)
+
+
+def check_space(path: str | os.PathLike[str], needed: int, margin: float = 1.1) -> None:
+    """Raise :class:`~monai_cmri.atomic.DiskFullError` before writing when ``path`` cannot fit ``needed`` bytes.
+
+    A run that would fill the disk stops before its first byte rather than half-way; the margin
+    covers HDF5's metadata and chunk index.
+
+    Args:
+        path: the file about to be written.
+        needed: bytes of array data it will hold.
+        margin: factor on ``needed``.
+    """
+    free = free_bytes(Path(path).parent)
+    estimate = int(needed * margin) + 2**16
+    if free is not None and free < estimate:
+        raise DiskFullError(path, estimate)
 
 
 def read_parameters(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -525,6 +582,21 @@ def json_attribute(file: h5py.File, name: str, path: Path) -> dict[str, Any]:
         return json.loads(text.decode() if isinstance(text, bytes) else str(text))
     except json.JSONDecodeError as error:
         raise ValueError(f"{path}: attribute {name!r} is not JSON: {error}") from None
+
+
+def _discard(file: h5py.File, datasets: dict[str, h5py.Dataset]) -> None:
+    """Close an HDF5 file that is being thrown away, freeing its disk space before the final flush."""
+    try:
+        handle = file.id.get_vfd_handle()
+        if isinstance(handle, int) and handle >= 0:
+            os.ftruncate(handle, 0)
+    except (OSError, ValueError, RuntimeError, TypeError):
+        pass  # another driver or an already-broken file: close as it is
+    datasets.clear()
+    try:
+        file.close()
+    except (OSError, RuntimeError, ValueError):
+        pass  # the caller is already handling the error that made it discard the file
 
 
 def _open(path: Path) -> h5py.File:

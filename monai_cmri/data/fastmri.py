@@ -14,6 +14,7 @@ and the parsed header, and clear errors on broken downloads, hence this reader.
 from __future__ import annotations
 
 import operator
+import warnings
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -55,6 +56,8 @@ class FastMRIFile:
             attribute, else from the file name ``file_brain_{SEQUENCE}_{site}_{id}.h5``.
         attrs: the HDF5 root attributes as plain Python values (str, int, float, list).
         header: the parsed ``ismrmrd_header``.
+        notes: anomalies found while opening, e.g. an ``acquisition`` attribute that disagrees
+            with the file name (each also issued as a ``UserWarning``).
 
     Raises:
         OSError: the file is missing, not HDF5, or truncated.
@@ -71,11 +74,14 @@ class FastMRIFile:
             slices, coils, rows, cols = (int(n) for n in self._kspace.shape)
             self.shape: tuple[int, int, int, int] = (slices, coils, rows, cols)
             self.attrs: dict[str, Any] = {key: _plain(value) for key, value in self._file.attrs.items()}
-            self.sequence: str = (
-                normalize_sequence(sequence, str(self.path))
-                if sequence is not None
-                else _sequence(self.attrs.get("acquisition"), self.path)
-            )
+            self.notes: list[str] = []
+            if sequence is not None:
+                self.sequence: str = normalize_sequence(sequence, str(self.path))
+            else:
+                self.sequence, note = _sequence(self.attrs.get("acquisition"), self.path)
+                if note:
+                    self.notes.append(note)
+                    warnings.warn(note, stacklevel=2)
             self.header: IsmrmrdHeader = _header(self._file, self.path)
         except BaseException:
             self._file.close()
@@ -266,15 +272,30 @@ def _header(file: h5py.File, path: Path) -> IsmrmrdHeader:
     return IsmrmrdHeader.from_xml(raw, source=str(path))
 
 
-def _sequence(acquisition: Any, path: Path) -> str:
+def _sequence(acquisition: Any, path: Path) -> tuple[str, str | None]:
+    """The file's sequence and, when the attribute and the file name disagree, a note saying so.
+
+    A known ``acquisition`` attribute wins over the name; an unknown one falls back to the name.
+    """
+    from_name = sequence_from_name(path)
     if acquisition is not None:
         try:
-            return normalize_sequence(acquisition, source=str(path))
+            found = normalize_sequence(acquisition, source=str(path))
         except ValueError:
-            pass
-    from_name = sequence_from_name(path)
+            if from_name is not None:
+                return from_name, (
+                    f"{path}: attribute 'acquisition' is {acquisition!r}, not a known sequence; "
+                    f"using {from_name} from the file name"
+                )
+        else:
+            if from_name is not None and from_name != found:
+                return found, (
+                    f"{path}: attribute 'acquisition' is {found} but the file name says {from_name}; "
+                    f"using {found} from the attribute"
+                )
+            return found, None
     if from_name is not None:
-        return from_name
+        return from_name, None
     raise ValueError(
         f"{path}: unknown sequence: attribute 'acquisition' is {acquisition!r} and the file name does not "
         f"match file_brain_{{SEQUENCE}}_{{site}}_{{id}}.h5 (SEQUENCE one of {', '.join(SEQUENCES)})"

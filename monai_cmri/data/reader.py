@@ -21,9 +21,9 @@ from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
 from monai_cmri.data.espirit import espirit_combine
 from monai_cmri.data.fastmri import FastMRIFile
-from monai_cmri.transforms import crop_oversampling
+from monai_cmri.transforms import crop_oversampling, normalize_magnitude, resize_kspace
 
-__all__ = ["EspiritReader", "combine_volume"]
+__all__ = ["EspiritReader", "combine_volume", "combined_volume"]
 
 
 def combine_volume(
@@ -73,6 +73,49 @@ def combine_volume(
             raise ValueError(f"{volume.path}: slices {chunk[0]}-{chunk[-1]}: {err}") from err
         out[start : start + len(chunk)] = crop_oversampling(image, size).cpu().numpy()
     return out
+
+
+def combined_volume(
+    path: str | Path,
+    *,
+    external: bool = False,
+    size: int | None = None,
+    backend: str = "torch",
+    device: str | None = None,
+    slices: Sequence[int] | None = None,
+    sequence: str | None = None,
+) -> tuple[np.ndarray, str]:
+    """The coil-combined, slice-normalised complex volume of a fastMRI-format file (paper 2.1.2).
+
+    Args:
+        path: a ``.h5`` file in the fastMRI layout.
+        external: external data (paper 2.1.4): k-space zero-filled or cropped symmetrically to
+            ``size x size`` (:func:`~monai_cmri.transforms.resize_kspace`) instead of removing a 2x
+            readout oversampling.
+        size: image size; half the readout by default (320 for fastMRI), 320 for external data.
+        backend: ESPIRiT backend, ``"torch"`` or ``"sigpy"``.
+        device: torch device for ESPIRiT; CUDA when available by default.
+        slices: slice indices; all by default.
+        sequence: the sequence of a file that names none (external data).
+
+    Returns:
+        ``(volume, sequence)``: complex64 ``(slices, size, size)``, each slice's magnitude in
+        [0, 1]; and the file's sequence.
+    """
+    with FastMRIFile(path, sequence=sequence) as volume:
+        if size is None:
+            size = 320 if external else volume.shape[2] // 2
+        if external:
+            indices = range(volume.num_slices) if slices is None else slices
+            images = []
+            for index in indices:
+                kspace = resize_kspace(volume.kspace(index), (size, size))
+                images.append(np.asarray(espirit_combine(kspace, backend=backend)))
+            image = np.stack(images) if images else np.zeros((0, size, size), np.complex64)
+        else:
+            image = combine_volume(volume, size=size, backend=backend, device=device, slices=slices)
+        sequence = volume.sequence
+    return np.asarray(normalize_magnitude(image)), sequence
 
 
 class EspiritReader(ImageReader):
