@@ -1,15 +1,21 @@
 """The command-line commands: thin wrappers that parse arguments and call the package.
 
 Each function here is one ``python -m monai_cmri <command>``; fire maps its keyword arguments to
-``--flags``. Heavy imports happen inside the functions so that ``--help`` stays fast.
+``--flags``. Heavy imports happen inside the functions so that ``--help`` stays fast. Arguments
+are checked before any work starts: a bad one raises :class:`UsageError`, which the command line
+reports in one line with exit status 2 (``monai_cmri.__main__``).
 """
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
-__all__ = ["export", "figure", "labels", "merge", "pipeline", "preprocess", "sheet", "simulate"]
+__all__ = ["UsageError", "export", "figure", "labels", "merge", "pipeline", "preprocess", "sheet", "simulate"]
+
+
+class UsageError(ValueError):
+    """A command was given arguments it cannot run with; the message says what it needs."""
 
 
 def simulate(
@@ -18,44 +24,68 @@ def simulate(
     seed: int = 0,
     slices: int = 16,
     width: int = 320,
-    readout: int = 640,
+    readout: int | None = None,
     coils: Sequence[int] | int | None = None,
     quiet: bool = False,
 ) -> None:
-    """Write a simulated fastMRI-format brain dataset with fastMRI+-style annotations (SPEC 1.4).
+    """Write a simulated fastMRI-format brain dataset with fastMRI+-style annotations.
+
+    What is simulated: README "The simulated dataset"; the file format: README "The data it expects".
+
+    Each volume's k-space is stored uncompressed, ``slices x coils x readout x width x 8`` bytes:
+    at the default size 16 x 16 x 640 x 320 x 8 B = 420 MB (200-530 MB with 8-20 coils), so the
+    default 12 volumes take about 5.2 GB.
 
     Args:
         out: output folder; receives ``file_brain_*.h5``, ``brain.csv`` and ``brain_file_list.csv``.
-        volumes: number of volumes.
-        seed: random seed; the same seed writes identical files.
-        slices: slices per volume.
-        width: phase-encode matrix size (narrow AXFLAIR files use less, like fastMRI).
-        readout: readout matrix size, 2x oversampled.
-        coils: receive coil counts to draw from (one number or a list); default 8-20.
+        volumes: number of volumes, at least 1.
+        seed: random seed, at least 0; the same seed writes identical files.
+        slices: slices per volume, at least 1.
+        width: phase-encode matrix size of full-width volumes (320 in fastMRI); even and at least
+            16. Narrow AXFLAIR volumes get 264/320 or 288/320 of it, like fastMRI.
+        readout: readout matrix size; must be 2 x width (fastMRI's 2x readout oversampling), which
+            is also the default.
+        coils: receive coil counts to draw from (one number or a list, each at least 1); default 8-20.
         quiet: no progress bar and no summary.
     """
+    out = _path("out", out)
+    volumes, seed, slices = _integer("volumes", volumes, 1), _integer("seed", seed, 0), _integer("slices", slices, 1)
+    if isinstance(width, bool) or not isinstance(width, int) or width < 16 or width % 2:
+        raise UsageError(f"--width must be an even integer of at least 16 (320 in fastMRI), got {width!r}")
+    readout = 2 * width if readout is None else _integer("readout", readout, 32)
+    if readout != 2 * width:
+        raise UsageError(
+            f"--readout must be 2 x --width = {2 * width} (fastMRI's 2x readout oversampling), got {readout}; "
+            "leave --readout out to get it"
+        )
+    coils = _counts("coils", coils)
+    # Imported once the arguments are known to be good: a bad one fails at once.
+    from monai_cmri.data.summary import dataset_summary
     from monai_cmri.simulate import simulate_dataset
 
-    if isinstance(coils, int):
-        coils = [coils]
     paths = simulate_dataset(
         out, volumes=volumes, seed=seed, slices=slices, width=width, readout=readout,
         coils=coils, progress=not quiet,
     )
     if not quiet:
-        print(dataset_summary(Path(out), paths))
+        print(dataset_summary(out, paths))
 
 
 def labels(csv: str | None = None, file_list: str | None = None, data: str | None = None) -> None:
-    """Print volume class counts per sequence for the "lenient" and "strict" rules (SPEC 1.2).
+    """Print volume class counts per sequence for the "lenient" and "strict" rules (paper 2.1.1).
+
+    The first line of the output names the annotation file used.
 
     Args:
-        csv: a fastMRI+ ``brain.csv``; the shipped fastMRI+ release by default.
-        file_list: its ``brain_file_list.csv``; the shipped one by default.
+        csv: a fastMRI+ ``brain.csv``; by default ``brain.csv`` in ``data`` if present (as
+            ``simulate`` writes it), else the shipped fastMRI+ release.
+        file_list: its ``brain_file_list.csv``; by default the one beside the ``brain.csv`` found in
+            ``data``, else the shipped one.
         data: a folder of ``.h5`` files to classify as well (files not annotated are unlabeled).
     """
     from monai_cmri.data import annotations
 
+    csv, file_list, data = _path("csv", csv, True), _path("file_list", file_list, True), _path("data", data, True)
     print(annotations.labels(csv=csv, file_list=file_list, data=data))
 
 
@@ -75,14 +105,14 @@ def figure(
         csv: fastMRI+ annotations; ``brain.csv`` beside the file if present, else the shipped one.
         file_list: the matching file list (found the same way).
     """
+    from monai_cmri.data.annotations import find_annotations
     from monai_cmri.figures import render_volume
 
-    path = Path(file)
-    if isinstance(slices, int):
-        slices = [slices]
+    path = Path(_path("file", file))
+    slices = _counts("slices", slices, minimum=0)
     target = render_volume(
-        path, Path(out) if out else path.with_suffix(".png"), slices=slices,
-        annotations=_annotations_for(path.parent, csv, file_list),
+        path, Path(_path("out", out)) if out else path.with_suffix(".png"), slices=slices,
+        annotations=find_annotations(path.parent, _path("csv", csv, True), _path("file_list", file_list, True)),
     )
     print(target)
 
@@ -95,7 +125,7 @@ def pipeline(
     keep_kspace: bool = False,
     train: bool = True,
 ) -> None:
-    """The main job on the simulated dataset.
+    """The main job on the simulated dataset (README "What this is"; paper 2.1-2.2).
 
     Simulates fastMRI-format volumes with fastMRI+-style annotations, combines their coils with
     ESPIRiT, draws one volume per sequence, cuts patch datasets with volume-level splits, trains,
@@ -105,15 +135,23 @@ def pipeline(
 
     Args:
         out: output folder.
-        volumes: number of simulated volumes.
-        seed: random seed.
-        slices: slices per volume.
+        volumes: number of simulated volumes; training needs at least 4, so that the volume-level
+            splits leave volumes to validate and test on (fewer work with ``--notrain``).
+        seed: random seed, at least 0.
+        slices: slices per volume, at least 1.
         keep_kspace: keep the simulated ``.h5`` files in ``out/kspace``.
         train: run the cvae bundle; ``--notrain`` stops after the patch datasets.
     """
-    from monai_cmri.pipeline import run_pipeline
+    from monai_cmri.pipeline import check_size, run_pipeline
 
-    run_pipeline(Path(out), volumes=volumes, seed=seed, slices=slices, keep_kspace=keep_kspace, train=train)
+    out = _path("out", out)
+    volumes, seed, slices = _integer("volumes", volumes, 1), _integer("seed", seed, 0), _integer("slices", slices, 1)
+    try:
+        check_size(volumes, slices, train=bool(train))
+    except ValueError as error:
+        raise UsageError(str(error)) from None
+    run_pipeline(Path(out), volumes=volumes, seed=seed, slices=slices, keep_kspace=bool(keep_kspace),
+                 train=bool(train))
 
 
 def preprocess(
@@ -131,12 +169,17 @@ def preprocess(
     labels: str | None = None,
     inferior: float = 0.25,
     superior: float = 0.0,
+    overwrite: bool = False,
     quiet: bool = False,
 ) -> None:
-    """Preprocess fastMRI brain files into patch datasets (SPEC 1.3, paper 2.1.2-2.1.4).
+    """Preprocess fastMRI brain files into patch datasets (paper 2.1.2-2.1.4, README "Preprocessing").
 
     ESPIRiT coil combination, slice-wise normalisation, brain mask, patch rules, volume-level
-    splits. Resumable: a rerun skips finished volumes. Broken files are reported and skipped.
+    splits. Resumable: a rerun reuses a finished volume only when its data file, annotations, seed
+    and settings are unchanged, and otherwise stops and says what changed (``--overwrite`` redoes
+    such volumes). Broken input files are reported and skipped; a failure to write (a full disk)
+    stops the run with one error, keeping every finished file. Two runs on one folder refuse to
+    collide (shards of one ``--num-shards`` may share it). Exits with status 1 when no patch was made.
 
     Args:
         data: folder of ``file_brain_*.h5`` files.
@@ -155,29 +198,50 @@ def preprocess(
         labels: with ``external``, a CSV ``file,label[,sequence]`` (label normal or abnormal).
         inferior: with ``external``, fraction of the slices dropped at the inferior end.
         superior: with ``external``, fraction of the slices dropped at the vertex.
+        overwrite: redo volumes made with other data, annotations or settings, and drop volume files
+            of volumes no longer in ``data``, instead of stopping.
         quiet: no progress bar.
     """
+    data, out = _path("data", data), _path("out", out)
+    workers, shard, num_shards = _integer("workers", workers, 1), _integer("shard", shard, 0), _integer(
+        "num_shards", num_shards, 1
+    )
+    if shard >= num_shards:
+        raise UsageError(f"--shard must be in [0, --num_shards) = [0, {num_shards}), got {shard}")
+    if backend not in ("torch", "sigpy"):
+        raise UsageError(f"--backend must be torch or sigpy, got {backend!r}")
+    if not Path(data).is_dir():
+        raise UsageError(f"--data {data}: not a folder")
     from monai_cmri.preprocess import format_table, patch_table, preprocess_external
     from monai_cmri.preprocess import preprocess as run
 
     if external:
         if labels is None:
-            raise ValueError("--external needs --labels CSV (columns file,label[,sequence])")
-        print(preprocess_external(data, out, labels, inferior=inferior, superior=superior, backend=backend,
-                                  progress=not quiet))
+            raise UsageError("--external needs --labels CSV (columns file,label[,sequence])")
+        summary = preprocess_external(data, out, labels, inferior=inferior, superior=superior, backend=backend,
+                                      progress=not quiet, overwrite=bool(overwrite))
+        print(summary)
+        if not summary.ok:
+            raise SystemExit(1)
         return
 
     summary = run(
         data, out, annotations=annotations, file_list=file_list, seed=seed, workers=workers, shard=shard,
-        num_shards=num_shards, backend=backend, device=device, progress=not quiet,
+        num_shards=num_shards, backend=backend, device=device, progress=not quiet, overwrite=bool(overwrite),
     )
     print(summary)
-    if num_shards == 1:
+    if num_shards == 1 and summary.ok:
         print(format_table(patch_table(out)))
+    if not summary.ok:
+        raise SystemExit(1)
 
 
 def merge(out: str, parts: Sequence[str] | str | None = None, seed: int | None = None) -> None:
     """Merge per-volume patch files (of one or several shards) into split datasets.
+
+    Every shard of the run must have finished: the run records the shards leave
+    (``run.shard-<i>-of-<n>.json``) say which volumes belong to the run, and a missing shard is an
+    error.
 
     Args:
         out: output folder of shard 0 (receives the split files and manifest).
@@ -189,7 +253,7 @@ def merge(out: str, parts: Sequence[str] | str | None = None, seed: int | None =
 
     if isinstance(parts, str):
         parts = [part for part in parts.split(",") if part]
-    manifest = run(out, parts=parts, seed=seed)
+    manifest = run(_path("out", out), parts=parts, seed=seed)
     print(format_table(manifest["table"]))
 
 
@@ -204,8 +268,10 @@ def sheet(file: str, out: str | None = None, per_class: int = 4, seed: int = 0) 
     """
     from monai_cmri.figures import render_patches
 
-    path = Path(file)
-    print(render_patches(path, Path(out) if out else path.with_suffix(".png"), per_class=per_class, seed=seed))
+    path = Path(_path("file", file))
+    per_class, seed = _integer("per_class", per_class, 1), _integer("seed", seed, 0)
+    print(render_patches(path, Path(_path("out", out)) if out else path.with_suffix(".png"), per_class=per_class,
+                         seed=seed))
 
 
 def export(file: str, out: str | None = None) -> None:
@@ -218,44 +284,31 @@ def export(file: str, out: str | None = None) -> None:
     """
     from monai_cmri.data.nifti import export_nifti
 
-    for path in export_nifti(file, out):
+    for path in export_nifti(_path("file", file), _path("out", out) if out else None):
         print(path)
 
 
-def _annotations_for(folder: Path, csv: str | None, file_list: str | None):
-    from monai_cmri.data.annotations import Annotations
-
-    if csv is None and (folder / "brain.csv").is_file():
-        csv, file_list = str(folder / "brain.csv"), str(folder / "brain_file_list.csv")
-    if csv is None:
-        return Annotations.default()
-    return Annotations.from_csv(csv, file_list)
+def _integer(name: str, value: Any, minimum: int) -> int:
+    """``value`` as an integer of at least ``minimum``, else a :class:`UsageError` naming ``--name``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise UsageError(f"--{name} must be an integer of at least {minimum}, got {value!r}")
+    return value
 
 
-def volume_row(path: Path, annotations) -> tuple[str, ...]:
-    """One row of a dataset summary: file, sequence, field, coils, k-space shape, classes, size."""
-    from monai_cmri.data.annotations import volume_name
-    from monai_cmri.data.fastmri import FastMRIFile
-    from monai_cmri.figures import nominal_field
-
-    name = volume_name(path)
-    with FastMRIFile(path) as volume:
-        return (
-            path.name, volume.sequence, nominal_field(volume.header.field_strength_t), str(volume.num_coils),
-            "x".join(map(str, volume.shape)),
-            f"{annotations.volume_class(name)}/{annotations.volume_class(name, rule='strict')}",
-            f"{path.stat().st_size / 2**20:.0f}",
-        )
+def _counts(name: str, value: Any, minimum: int = 1) -> list[int] | None:
+    """One integer or a list of them (fire reads ``4``, ``4,8`` and ``[4,8]``) as a list, or None."""
+    if value is None:
+        return None
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not values:
+        raise UsageError(f"--{name} needs at least one number")
+    return [_integer(name, item, minimum) for item in values]
 
 
-def format_rows(rows: Sequence[tuple[str, ...]]) -> str:
-    """A fixed-width table of :func:`volume_row` rows, with a header."""
-    rows = [("file", "sequence", "field", "coils", "k-space shape", "class (lenient/strict)", "MB"), *rows]
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    return "\n".join("  ".join(cell.ljust(w) for cell, w in zip(row, widths)).rstrip() for row in rows)
-
-
-def dataset_summary(folder: Path, paths: Sequence[Path]) -> str:
-    """A table of the files of a dataset folder: sequence, field, coils, shape, class, size."""
-    annotations = _annotations_for(folder, None, None)
-    return format_rows([volume_row(path, annotations) for path in paths])
+def _path(name: str, value: Any, optional: bool = False) -> str | None:
+    """A file or folder argument as text; fire reads ``--out 12`` as a number and a bare ``--out`` as True."""
+    if value is None and optional:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)) or str(value) == "":
+        raise UsageError(f"--{name} needs a path, got {value!r}")
+    return str(value)

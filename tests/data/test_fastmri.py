@@ -118,24 +118,31 @@ def test_explicit_close_and_missing_reconstruction(tmp_path):
 
 
 @pytest.mark.parametrize(
-    ("name", "acquisition", "expected"),
+    ("name", "acquisition", "expected", "note"),
     [
-        ("anything.h5", "axt1post", "AXT1POST"),
-        ("anything.h5", "AX T1 PRE", "AXT1PRE"),
-        ("file_brain_AXT2_200_1.h5", None, "AXT2"),
-        ("file_brain_AXT1POST_201_2.h5", "SAGT1", "AXT1POST"),
-        ("file_brain_AXT1_201_3.h5", "AXT2", "AXT2"),
+        ("anything.h5", "axt1post", "AXT1POST", None),
+        ("anything.h5", "AX T1 PRE", "AXT1PRE", None),
+        ("file_brain_AXT2_200_1.h5", None, "AXT2", None),
+        ("file_brain_AXT1POST_201_2.h5", "SAGT1", "AXT1POST", "'SAGT1', not a known sequence"),
+        ("file_brain_AXT2_201_3.h5", "AXT3", "AXT2", "'AXT3', not a known sequence"),
+        ("file_brain_AXT1_201_3.h5", "AXT2", "AXT2", "the file name says AXT1"),
     ],
 )
-def test_sequence_from_attribute_then_name(tmp_path, name, acquisition, expected):
+def test_sequence_from_attribute_then_name(tmp_path, name, acquisition, expected, note):
     path = write_fastmri(tmp_path / name, acquisition=acquisition)
-    with FastMRIFile(path) as f:
-        assert f.sequence == expected
+    if note is None:
+        with FastMRIFile(path) as f:
+            assert f.sequence == expected and f.notes == []
+    else:
+        # A disagreement between the attribute and the name is warned about and recorded.
+        with pytest.warns(UserWarning, match=note), FastMRIFile(path) as f:
+            assert f.sequence == expected
+            assert len(f.notes) == 1 and note in f.notes[0] and str(path) in f.notes[0]
 
 
 def test_slice_reads_stay_one_slice(tmp_path):
     kspace = random_kspace((8, COILS, 64, 32))
-    path = write_fastmri(tmp_path / "file_brain_AXT2_1_1.h5", kspace)
+    path = write_fastmri(tmp_path / "file_brain_AXFLAIR_1_1.h5", kspace)
     slice_bytes = kspace[0].nbytes
     with FastMRIFile(path) as f:
         tracemalloc.start()
@@ -171,14 +178,14 @@ def assert_names_file(err: pytest.ExceptionInfo, path: Path, *words: str) -> Non
 
 
 def test_missing_file(tmp_path):
-    path = tmp_path / "file_brain_AXT2_1_1.h5"
+    path = tmp_path / "file_brain_AXFLAIR_1_1.h5"
     with pytest.raises(FileNotFoundError) as err:
         FastMRIFile(path)
     assert_names_file(err, path, "no such file")
 
 
 def test_not_hdf5(tmp_path):
-    path = tmp_path / "file_brain_AXT2_1_1.h5"
+    path = tmp_path / "file_brain_AXFLAIR_1_1.h5"
     path.write_text("this is not an HDF5 file\n")
     for call in (FastMRIFile, read_header, validate_file):
         with pytest.raises(OSError) as err:
@@ -187,7 +194,7 @@ def test_not_hdf5(tmp_path):
 
 
 def test_truncated_hdf5(tmp_path):
-    path = write_fastmri(tmp_path / "file_brain_AXT2_1_1.h5")
+    path = write_fastmri(tmp_path / "file_brain_AXFLAIR_1_1.h5")
     data = path.read_bytes()
     path.write_bytes(data[: len(data) // 2])
     with pytest.raises(OSError) as err:
@@ -196,21 +203,21 @@ def test_truncated_hdf5(tmp_path):
 
 
 def test_no_kspace(tmp_path):
-    path = write_fastmri(tmp_path / "file_brain_AXT2_1_1.h5", omit=("kspace",))
+    path = write_fastmri(tmp_path / "file_brain_AXFLAIR_1_1.h5", omit=("kspace",))
     with pytest.raises(ValueError) as err:
         FastMRIFile(path)
     assert_names_file(err, path, "no 'kspace' dataset")
 
 
 def test_kspace_wrong_rank(tmp_path):
-    path = write_fastmri(tmp_path / "file_brain_AXT2_1_1.h5", random_kspace((COILS, ROWS, COLS)))
+    path = write_fastmri(tmp_path / "file_brain_AXFLAIR_1_1.h5", random_kspace((COILS, ROWS, COLS)))
     with pytest.raises(ValueError) as err:
         FastMRIFile(path)
     assert_names_file(err, path, "4-D", str((COILS, ROWS, COLS)))
 
 
 def test_kspace_real_valued(tmp_path):
-    path = write_fastmri(tmp_path / "file_brain_AXT2_1_1.h5", random_kspace().real.copy())
+    path = write_fastmri(tmp_path / "file_brain_AXFLAIR_1_1.h5", random_kspace().real.copy())
     with pytest.raises(ValueError) as err:
         validate_file(path)
     assert_names_file(err, path, "complex", "float32")
@@ -220,7 +227,7 @@ def test_kspace_real_valued(tmp_path):
 def test_non_finite_values(tmp_path, bad):
     kspace = random_kspace()
     kspace[2, 1, 3, 4] = bad
-    path = write_fastmri(tmp_path / "file_brain_AXT2_1_1.h5", kspace)
+    path = write_fastmri(tmp_path / "file_brain_AXFLAIR_1_1.h5", kspace)
     with FastMRIFile(path) as f:
         f.kspace(0)
         f.kspace(1)
@@ -237,14 +244,14 @@ def test_non_finite_values(tmp_path, bad):
 def test_non_finite_reconstruction(tmp_path):
     rss = np.ones((SLICES, ROWS // 2, COLS), np.float32)
     rss[1, 0, 0] = np.nan
-    path = write_fastmri(tmp_path / "file_brain_AXT2_1_1.h5", rss=rss)
+    path = write_fastmri(tmp_path / "file_brain_AXFLAIR_1_1.h5", rss=rss)
     with pytest.raises(ValueError) as err:
         validate_file(path)
     assert_names_file(err, path, "reconstruction_rss slice 1")
 
 
 def test_reconstruction_wrong_shape(tmp_path):
-    path = write_fastmri(tmp_path / "file_brain_AXT2_1_1.h5", rss=np.ones((SLICES + 1, 8, 8), np.float32))
+    path = write_fastmri(tmp_path / "file_brain_AXFLAIR_1_1.h5", rss=np.ones((SLICES + 1, 8, 8), np.float32))
     with FastMRIFile(path) as f, pytest.raises(ValueError) as err:
         f.reconstruction_rss(0)
     assert_names_file(err, path, "reconstruction_rss", str(SLICES))
@@ -258,7 +265,7 @@ def test_unknown_sequence(tmp_path):
 
 
 def test_missing_header(tmp_path):
-    path = write_fastmri(tmp_path / "file_brain_AXT2_1_1.h5", omit=("ismrmrd_header",))
+    path = write_fastmri(tmp_path / "file_brain_AXFLAIR_1_1.h5", omit=("ismrmrd_header",))
     for call in (FastMRIFile, read_header):
         with pytest.raises(ValueError) as err:
             call(path)
@@ -274,7 +281,7 @@ def test_missing_header(tmp_path):
     ],
 )
 def test_bad_header(tmp_path, header, words):
-    path = write_fastmri(tmp_path / "file_brain_AXT2_1_1.h5", header=header)
+    path = write_fastmri(tmp_path / "file_brain_AXFLAIR_1_1.h5", header=header)
     with pytest.raises(ValueError) as err:
         FastMRIFile(path)
     assert_names_file(err, path, *words)
