@@ -12,32 +12,88 @@ Commands:
 
 Each command is a thin wrapper over the package; ``python -m monai_cmri <command> --help`` lists
 its arguments.
+
+Errors end the command with one line on stderr, ``monai_cmri <command>: error: <message>``, and
+exit status 2 for bad arguments, 1 for a failure and 130 for an interrupt (Ctrl-C). ``--debug``
+(anywhere on the command line) or ``MONAI_CMRI_DEBUG=1`` shows the full traceback instead.
 """
 
 from __future__ import annotations
 
+import os
+import sys
+from collections.abc import Sequence
+
 from monai_cmri import commands
 
-__all__ = ["main"]
+__all__ = ["COMMANDS", "EXIT_FAILURE", "EXIT_INTERRUPTED", "EXIT_USAGE", "error_message", "main"]
+
+#: The commands, by name.
+COMMANDS = {
+    "pipeline": commands.pipeline,
+    "simulate": commands.simulate,
+    "preprocess": commands.preprocess,
+    "merge": commands.merge,
+    "labels": commands.labels,
+    "figure": commands.figure,
+    "sheet": commands.sheet,
+    "export": commands.export,
+}
+#: Exit status of a command that failed, of one given bad arguments (as fire's own), of an interrupt.
+EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+# What the package raises for a failure the user can act on; anything else is a bug and says its type.
+_FAILURES = (OSError, ValueError, RuntimeError, KeyError, FloatingPointError)
+_DEBUG_FLAG = "--debug"
 
 
-def main() -> None:
-    """Entry point of the ``monai-cmri`` console script."""
+def error_message(error: BaseException) -> str:
+    """One line saying what went wrong: the exception's message, its type name for unexpected types."""
+    # KeyError's str() is the repr of its argument; the package's KeyErrors carry a sentence.
+    text = error.args[0] if isinstance(error, KeyError) and len(error.args) == 1 else error
+    message = " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+    if not isinstance(error, _FAILURES):
+        message = f"{type(error).__name__}: {message}" if message else type(error).__name__
+    return message or type(error).__name__
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    """Entry point of the ``monai-cmri`` console script.
+
+    Args:
+        argv: the arguments after the program name; ``sys.argv[1:]`` by default.
+
+    Raises:
+        SystemExit: with :data:`EXIT_FAILURE`, :data:`EXIT_USAGE` or :data:`EXIT_INTERRUPTED` when
+            the command does not succeed (fire's own argument errors exit with 2 as well).
+    """
     import fire
 
-    fire.Fire(
-        {
-            "pipeline": commands.pipeline,
-            "simulate": commands.simulate,
-            "preprocess": commands.preprocess,
-            "merge": commands.merge,
-            "labels": commands.labels,
-            "figure": commands.figure,
-            "sheet": commands.sheet,
-            "export": commands.export,
-        },
-        name="monai_cmri",
-    )
+    args = list(sys.argv[1:] if argv is None else argv)
+    debug = _DEBUG_FLAG in args or os.environ.get("MONAI_CMRI_DEBUG", "") not in ("", "0")
+    args = [arg for arg in args if arg != _DEBUG_FLAG]
+    prefix = " ".join(["monai_cmri", *(arg for arg in args[:1] if not arg.startswith("-"))])
+    try:
+        fire.Fire(COMMANDS, command=args, name="monai_cmri")
+    except KeyboardInterrupt:
+        if debug:
+            raise
+        _close_progress_bars()
+        print(f"{prefix}: interrupted", file=sys.stderr)
+        sys.exit(EXIT_INTERRUPTED)
+    except Exception as error:  # the top of the command line: every error becomes one line
+        if debug:
+            raise
+        _close_progress_bars()
+        print(f"{prefix}: error: {error_message(error)}", file=sys.stderr)
+        sys.exit(EXIT_USAGE if isinstance(error, commands.UsageError) else EXIT_FAILURE)
+
+
+def _close_progress_bars() -> None:
+    """End the lines of the progress bars the error interrupted, so that the message starts a line."""
+    from tqdm import tqdm
+
+    for bar in list(getattr(tqdm, "_instances", ())):
+        bar.close()
 
 
 if __name__ == "__main__":

@@ -12,6 +12,8 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
+from monai_cmri.data.summary import nominal_field
+
 if TYPE_CHECKING:
     from monai_cmri.data.annotations import Annotations, Box
 
@@ -123,11 +125,6 @@ def render_volume(
     title = f"{name}  |  {sequence}, {field}, {header.receiver_channels} coils  |  {status}"
     # combined_volume returns only the requested slices, in order.
     return render_slices(image, out, range(len(slices)), _reindex(boxes, slices), title, numbers=slices)
-
-
-def nominal_field(tesla: float) -> str:
-    """The field strength as scanners are sold: 1.494 T -> "1.5 T", 2.8936 T -> "3 T"."""
-    return "1.5 T" if tesla < 2.0 else "3 T" if tesla < 5.0 else f"{tesla:.1f} T"
 
 
 def _num_slices(path: Path) -> int:

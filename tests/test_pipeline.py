@@ -1,14 +1,21 @@
 from __future__ import annotations
 
 import json
+import re
+from pathlib import Path
+
+import pytest
 
 from monai_cmri.data.dataset import PatchDataset
-from monai_cmri.pipeline import run_pipeline
+from monai_cmri.data.splits import SPLITS, split_volumes
+from monai_cmri.pipeline import check_size, minimum_volumes, run_pipeline
+from monai_cmri.simulate import plan_volume
 
 
-def test_pipeline_streams_volumes_and_writes_patch_datasets(tmp_path):
-    summary = run_pipeline(tmp_path, volumes=2, seed=0, slices=3, coils=[4], train=False, progress=False)
+def test_pipeline_streams_volumes_and_writes_patch_datasets(tmp_path, capfd):
+    summary = run_pipeline(tmp_path, volumes=2, seed=0, slices=3, coils=[4], train=False, progress=True)
     text = summary.read_text()
+    stdout, stderr = capfd.readouterr()
     # k-space is deleted once processed; annotations, figures and patches stay.
     assert not list((tmp_path / "kspace").glob("*.h5"))
     assert (tmp_path / "kspace" / "brain.csv").is_file()
@@ -20,3 +27,37 @@ def test_pipeline_streams_volumes_and_writes_patch_datasets(tmp_path):
     assert len(train) == manifest["patches"]["train"] > 0
     for name in manifest["volumes"]:
         assert name + ".h5" in text
+
+    # Two volumes are too few to validate and test on: only train.h5 exists, and the summary's list
+    # of written files names exactly the files that exist.
+    assert [split for split in SPLITS if (tmp_path / "patches" / f"{split}.h5").is_file()] == ["train"]
+    written = text.split("## Files written")[1]
+    listed = set(re.findall(r"(/\S+\.(?:h5|png|json|csv|md))", written))
+    assert listed and all(Path(path).is_file() for path in listed)
+    assert str(tmp_path / "patches" / "train.h5") in listed
+    assert not any(path.endswith(("val.h5", "test.h5")) for path in listed)
+    assert str(tmp_path / "figures" / "patches.png") in listed and str(summary) in listed
+
+    # One line per stage as it starts; the current step of each volume beside the progress bar.
+    stages = [line for line in stdout.splitlines() if re.match(r"\[\d/\d\] ", line)]
+    assert [line.split(":")[0] for line in stages] == ["[1/2] simulate + preprocess", "[2/2] merge"]
+    assert all(step in stderr for step in ("simulate", "ESPIRiT", "figure", "patches"))
+
+
+def test_training_needs_the_fewest_volumes_that_fill_every_split(tmp_path):
+    needed = minimum_volumes()
+    assert needed == 4
+    for seed in (0, 3):
+        classes = {}
+        for index in range(needed):
+            spec = plan_volume(index, seed, slices=1, width=16, readout=32, coils=[1])
+            classes[spec.name] = spec.volume_class
+            filled = set(split_volumes(classes, seed).values()) == set(SPLITS)
+            assert filled == (index + 1 == needed)
+    check_size(needed, 1, train=True)
+    check_size(1, 1, train=False)
+    with pytest.raises(ValueError, match=f"at least {needed} volumes"):
+        run_pipeline(tmp_path / "run", volumes=needed - 1, slices=4, train=True, progress=False)
+    with pytest.raises(ValueError, match="at least 1 volume and 1 slice"):
+        run_pipeline(tmp_path / "run", volumes=2, slices=0, train=False, progress=False)
+    assert not (tmp_path / "run").exists()

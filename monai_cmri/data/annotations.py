@@ -37,6 +37,7 @@ __all__ = [
     "unflip",
     "class_counts",
     "format_counts",
+    "find_annotations",
     "labels",
 ]
 
@@ -422,35 +423,77 @@ def format_counts(tables: Mapping[str, Mapping[str, Mapping[str, int]]], title: 
     return "\n".join(lines)
 
 
+def find_annotations(
+    folder: str | os.PathLike[str] | None = None,
+    csv: str | os.PathLike[str] | None = None,
+    file_list: str | os.PathLike[str] | None = None,
+) -> Annotations:
+    """The annotations that go with a folder of fastMRI files, as every command finds them.
+
+    An explicit ``csv`` wins; else the folder's own ``brain.csv`` (with its ``brain_file_list.csv``
+    when present), as the simulator writes them; else the shipped fastMRI+ release.
+
+    Args:
+        folder: a folder of fastMRI ``.h5`` files, or None.
+        csv: a fastMRI+ ``brain.csv``.
+        file_list: its ``brain_file_list.csv``; with ``csv`` None and no ``brain.csv`` in the folder,
+            it replaces the shipped list.
+
+    Returns:
+        The annotations; :attr:`Annotations.source` names the CSV they were read from.
+
+    Raises:
+        OSError: when a file cannot be read.
+        ValueError: for malformed content.
+    """
+    if csv is None and folder is not None and (Path(folder) / "brain.csv").is_file():
+        csv = Path(folder) / "brain.csv"
+        if file_list is None and (Path(folder) / "brain_file_list.csv").is_file():
+            file_list = Path(folder) / "brain_file_list.csv"
+    if csv is not None:
+        return Annotations.from_csv(csv, file_list)
+    if file_list is None:
+        return Annotations.default()
+    with _shipped("brain.csv") as csv_path:
+        return Annotations.from_csv(csv_path, file_list)
+
+
 def labels(csv: str | None = None, file_list: str | None = None, data: str | None = None) -> str:
-    """Report of the fastMRI+ volume classes per sequence under both rules (SPEC 1.2).
+    """Report of the fastMRI+ volume classes per sequence under both rules (paper 2.1.1).
 
     Backs the command ``python -m monai_cmri labels``.
 
     Args:
-        csv: annotation CSV; None uses the shipped fastMRI+ ``brain.csv``.
-        file_list: list of reviewed volumes; None uses the shipped list when ``csv`` is None too,
-            else the volumes named in ``csv``.
+        csv: annotation CSV; by default ``brain.csv`` in ``data`` when present (as the simulator
+            writes it), else the shipped fastMRI+ ``brain.csv``.
+        file_list: list of reviewed volumes; by default the ``brain_file_list.csv`` beside the
+            ``brain.csv`` found in ``data``, the shipped list with the shipped CSV, else the volumes
+            named in ``csv``.
         data: a folder of fastMRI ``.h5`` files (searched recursively); when given, the report also
             classifies them, unannotated ones as unlabeled.
 
     Returns:
-        The report text.
+        The report text; its first line names the annotation files used.
 
     Raises:
         OSError: when ``data`` is not a folder or a file cannot be read.
         ValueError: for malformed CSVs, or when ``data`` holds no ``.h5`` file.
     """
-    if csv is None:
-        with _shipped("brain.csv") as csv_path, _shipped("brain_file_list.csv") as list_path:
-            annotations = Annotations.from_csv(csv_path, list_path if file_list is None else file_list)
+    folder = Path(data) if data is not None else None
+    if folder is not None and not folder.is_dir():
+        raise NotADirectoryError(f"{folder}: not a folder")
+    annotations = find_annotations(folder, csv, file_list)
+    if csv is not None:
+        origin = "given"
+    elif folder is not None and (folder / "brain.csv").is_file():
+        origin = f"found in {folder}"
     else:
-        annotations = Annotations.from_csv(csv, file_list)
+        origin = "shipped fastMRI+ release"
     rows = sum(len(found) for found in annotations.rows.values())
     empty = [name for name in annotations.files if not annotations.rows[name]]
     boxes = [row for found in annotations.rows.values() for row in found if not row.study]
     lines = [
-        f"fastMRI+ annotations: {annotations.source}",
+        f"Annotations: {annotations.source} ({origin})",
         f"  {rows} rows kept ({annotations.duplicates} exact duplicate(s) dropped), "
         f"{len(boxes)} boxes ({sum(1 for row in boxes if not (row.width and row.height))} of zero size), "
         f"{rows - len(boxes)} study-level labels",
@@ -459,10 +502,7 @@ def labels(csv: str | None = None, file_list: str | None = None, data: str | Non
         "",
         format_counts({rule: annotations.counts(rule) for rule in RULES}, "Annotated volumes"),
     ]
-    if data is not None:
-        folder = Path(data)
-        if not folder.is_dir():
-            raise NotADirectoryError(f"{folder}: not a folder")
+    if folder is not None:
         paths = sorted(str(path) for path in folder.rglob("*.h5"))
         if not paths:
             raise ValueError(f"{folder}: no .h5 files")

@@ -306,3 +306,29 @@ def test_labels_report(tmp_path):
     custom = tmp_path / "brain.csv"
     custom.write_text(HEADER + ROWS)
     assert "7 annotated volumes, 0 without any label" in labels(csv=str(custom))
+
+
+def test_labels_of_a_data_folder_use_its_own_annotations(tmp_path):
+    # A folder as ``simulate`` writes it: the volumes with their brain.csv and brain_file_list.csv.
+    data = tmp_path / "sim"
+    data.mkdir()
+    (data / "brain.csv").write_text(HEADER + ROWS)
+    reviewed = [name for name, classes in CASES.items() if classes[0] != "unlabeled"]
+    (data / "brain_file_list.csv").write_text("".join(f"{name}\n" for name in reviewed))
+    for name in CASES:
+        (data / f"{name}.h5").touch()
+    text = labels(data=str(data))
+    assert text.splitlines()[0] == f"Annotations: {data / 'brain.csv'} (found in {data})"
+    assert f"{len(reviewed)} annotated volumes, 1 without any label" in text
+    table = text.split(f"Volumes in {data} ({len(CASES)} files)")[1].splitlines()
+    lenient = Counter(classes[0] for name, classes in CASES.items() if "_AXFLAIR_" in name)
+    strict = Counter(classes[1] for name, classes in CASES.items() if "_AXFLAIR_" in name)
+    row = next(line for line in table if line.startswith("AXFLAIR")).split()
+    assert row == ["AXFLAIR", *(str(lenient[key]) for key in CLASSES), "|",
+                   *(str(strict[key]) for key in CLASSES), "|", str(sum(lenient.values()))]
+
+    # An explicit CSV wins over the folder's; without a folder the shipped release is used.
+    other = tmp_path / "other.csv"
+    other.write_text(HEADER + ROWS.splitlines()[0] + "\n")
+    assert labels(csv=str(other), data=str(data)).splitlines()[0] == f"Annotations: {other} (given)"
+    assert labels().splitlines()[0].endswith("(shipped fastMRI+ release)")
