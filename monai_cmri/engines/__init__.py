@@ -1,20 +1,30 @@
-"""Engines of the VAE: MONAI trainer/evaluator iterations, handlers, reports and weight loading.
+"""Engines: MONAI trainer/evaluator iterations, handlers, reports, weights and resumable training.
 
 The bundle ``bundles/cvae`` wires these into ``monai.engines.SupervisedTrainer`` and
-``SupervisedEvaluator`` (paper 2.2, 3.1; SPEC 2-4).
+``SupervisedEvaluator`` (paper 2.2, 3.1; SPEC 2-4). :class:`TrainerState`,
+:class:`BestModelSaver` and :class:`TerminalProgressBar` serve every training bundle.
 """
 
 from __future__ import annotations
 
-from monai_cmri.engines.checkpoint import load_weights
+from monai_cmri.engines.checkpoint import (
+    BestModelSaver,
+    load_weights,
+    network_sizes,
+    read_record,
+    record_path,
+    state_dict_sizes,
+)
 from monai_cmri.engines.cvae import CVAEEvalStep, cvae_train_step, lower_is_better, prepare_cvae_batch
 from monai_cmri.engines.handlers import ReconstructionReport, SampleAverage, StopOnNonFinite, magnitudes
+from monai_cmri.engines.progress import TerminalProgressBar
 from monai_cmri.engines.report import (
     TABLE_COLUMNS,
     markdown_table,
     reconstruction_figure,
     write_reconstruction_table,
 )
+from monai_cmri.engines.trainer_state import TrainerState, rng_state, set_rng_state
 
 __all__ = [
     "prepare_cvae_batch",
@@ -30,4 +40,13 @@ __all__ = [
     "write_reconstruction_table",
     "reconstruction_figure",
     "load_weights",
+    "BestModelSaver",
+    "read_record",
+    "record_path",
+    "network_sizes",
+    "state_dict_sizes",
+    "TerminalProgressBar",
+    "TrainerState",
+    "rng_state",
+    "set_rng_state",
 ]

@@ -1,20 +1,70 @@
-"""Loading a network's weights from a bundle's ``models/model.pt`` (SPEC 4).
+"""A bundle's weights file ``models/model.pt``, its record ``model.json``, and loading them (SPEC 4).
 
-A bundle's ``model.pt`` holds one network's ``state_dict`` and nothing else, as MONAI's
-``CheckpointSaver`` writes it for a single saved object. Loading goes through
-``torch.load(..., weights_only=True)``, which unpickles tensors and plain containers only.
+``model.pt`` holds one network's ``state_dict`` and nothing else. Beside it, ``model.json`` records
+what the weights are: the network's constructor sizes and the configuration profile they were
+trained with, the key metric and epoch that selected them, and the file's SHA-256:
+
+.. code-block:: json
+
+    {"key_metric": {"name": "val_loss", "value": 0.061, "epoch": 37},
+     "network": {"channels": [16, 32], "num_res_blocks": 1, "norm_num_groups": 8, "latent_channels": 2,
+                 "profile": "cpu", "profile_config": "bundles/cvae/configs/cpu.json", ...},
+     "sha256": "...", "weights": "model.pt"}
+
+:class:`BestModelSaver` writes both during training, each atomically; :func:`load_weights` reads the
+weights and, when they do not fit the network, says in one line which sizes they were trained with
+(from ``model.json``, or read from the tensor shapes when there is none) and which sizes the
+network has.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
+import ignite.distributed as idist
 import torch
+from ignite.engine import Engine, Events
 from torch import nn
 
-__all__ = ["load_weights"]
+from monai_cmri.atomic import atomic_write, write_json
+
+__all__ = ["load_weights", "BestModelSaver", "read_record", "record_path", "network_sizes", "state_dict_sizes"]
+
+#: Constructor sizes named in messages, in this order.
+SIZE_KEYS = ("channels", "num_res_blocks", "norm_num_groups", "latent_channels", "in_channels", "cond_dim",
+             "num_sequences")
+#: Sizes always named when known; the others only when they differ.
+_MAIN_KEYS = SIZE_KEYS[:3]
+
+
+def record_path(path: str | os.PathLike[str]) -> Path:
+    """The record beside a weights file: ``models/model.pt`` -> ``models/model.json``."""
+    return Path(path).with_suffix(".json")
+
+
+def read_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
+    """The ``model.json`` of a weights file if it exists, is readable and describes these bytes.
+
+    Args:
+        path: the weights file.
+
+    Returns:
+        The record, or None when it is missing, unreadable, or its SHA-256 is not that of ``path``
+        (a record left over from other weights).
+    """
+    try:
+        record = json.loads(record_path(path).read_text())
+    except (OSError, ValueError):
+        return None
+    if not isinstance(record, dict) or record.get("sha256") != _sha256(Path(path)):
+        return None
+    return record
 
 
 def load_weights(
@@ -22,8 +72,11 @@ def load_weights(
 ) -> nn.Module:
     """Load a state dict saved by training into ``network`` and move it to ``device``.
 
+    Loading goes through ``torch.load(..., weights_only=True)``, which unpickles tensors and plain
+    containers only.
+
     Args:
-        network: the network, built with the hyper-parameters it was trained with.
+        network: the network, built with the sizes it was trained with.
         path: the checkpoint, a ``state_dict`` alone (``models/model.pt``).
         device: where the network goes; the tensors are mapped there directly (CPU if None).
 
@@ -33,8 +86,11 @@ def load_weights(
     Raises:
         FileNotFoundError: if ``path`` does not exist.
         OSError: if it cannot be read as a weights-only checkpoint.
-        ValueError: if it is not a state dict, or its keys or shapes do not match the network
-            (typically other ``channels`` or ``num_res_blocks`` than at training).
+        ValueError: if it is not a state dict, or its keys or shapes do not match the network; the
+            one-line message names the sizes of both, e.g. ``model.pt: trained with channels [16,
+            32], num_res_blocks 1, norm_num_groups 8 (the cpu profile: add
+            'bundles/cvae/configs/cpu.json' to --config_file); this config builds channels [64,
+            128], num_res_blocks 2, norm_num_groups 32``.
     """
     path = Path(path)
     if not path.is_file():
@@ -48,9 +104,177 @@ def load_weights(
         raise ValueError(f"{path}: expected a network state_dict (name -> tensor), got {type(state).__name__}")
     try:
         network.load_state_dict(state)
-    except RuntimeError as error:
-        raise ValueError(
-            f"{path}: weights do not fit {type(network).__name__}; build it with the hyper-parameters "
-            f"used for training ({error})"
-        ) from None
+    except RuntimeError:
+        raise ValueError(_mismatch(path, state, network)) from None
     return network.to(device)
+
+
+class BestModelSaver:
+    """Write ``model.pt`` and ``model.json`` when the evaluator reaches a new best key metric.
+
+    Attach to the validation evaluator of a MONAI workflow. MONAI's workflow decides whether an
+    epoch is the new best (``metric_cmp_fn`` against ``state.best_metric``, before the evaluator's
+    handlers run); this handler saves when ``state.best_metric_epoch`` is the epoch that just ended.
+    Because the decision is the evaluator's state, restoring ``best_metric`` and
+    ``best_metric_epoch`` on resume (:class:`~monai_cmri.engines.trainer_state.TrainerState`) is all
+    it takes for the weights file to be replaced only by a better model.
+
+    Written here rather than with MONAI's ``CheckpointSaver(save_key_metric=True)``, which keeps the
+    best score in memory only (its Ignite ``Checkpoint`` list starts empty in a new process, so the
+    first epoch after a restart always overwrites the best model), deletes the previous file before
+    it writes the new one in place (``DiskSaver(atomic=False)``), and writes no record.
+
+    Args:
+        save_dir: folder of the weights (created if missing).
+        network: the network whose ``state_dict`` is saved (a DDP wrapper is unwrapped).
+        filename: the weights file name; the record is the same name with ``.json``.
+        record: JSON-serialisable description written as ``network`` in the record: constructor
+            sizes (``channels``, ``num_res_blocks``, ``norm_num_groups``, ...), ``profile`` and
+            ``profile_config`` (the config file that selects the profile).
+        save_rank: the process that writes under DDP.
+    """
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike[str],
+        network: nn.Module,
+        filename: str = "model.pt",
+        record: Mapping[str, Any] | None = None,
+        save_rank: int = 0,
+    ) -> None:
+        self.path = Path(save_dir) / filename
+        self.network = network
+        self.record = json.loads(json.dumps(dict(record or {})))
+        self.save_rank = int(save_rank)
+        self.logger = logging.getLogger(__name__)
+
+    def attach(self, engine: Engine) -> None:
+        """Check for a new best at the end of every epoch of ``engine``."""
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+
+    def __call__(self, engine: Engine) -> None:
+        """Save if the epoch that just ended is the evaluator's best."""
+        state = engine.state
+        if getattr(state, "best_metric_epoch", -1) != state.epoch or idist.get_rank() != self.save_rank:
+            return
+        network = self.network.module if isinstance(self.network, nn.parallel.DistributedDataParallel) else self.network
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with atomic_write(self.path, "wb") as handle:
+            torch.save(network.state_dict(), handle)
+        name = str(getattr(state, "key_metric_name", "") or "")
+        write_json(
+            record_path(self.path),
+            {
+                "weights": self.path.name,
+                "sha256": _sha256(self.path),
+                "key_metric": {"name": name, "value": float(state.best_metric), "epoch": int(state.epoch)},
+                "network": self.record,
+            },
+        )
+        self.logger.info(f"new best {name} {float(state.best_metric):.6g} at epoch {state.epoch}: saved {self.path}")
+
+
+def network_sizes(network: nn.Module) -> dict[str, Any]:
+    """Constructor sizes of a built network, read from its layers (see :func:`state_dict_sizes`).
+
+    ``norm_num_groups`` is that of the first ``GroupNorm``; it has no trace in the tensor shapes.
+    """
+    sizes = state_dict_sizes(network.state_dict())
+    groups = next((m.num_groups for m in network.modules() if isinstance(m, nn.GroupNorm)), None)
+    if sizes and groups is not None:
+        sizes["norm_num_groups"] = groups
+    return sizes
+
+
+def state_dict_sizes(state: Mapping[str, torch.Tensor]) -> dict[str, Any]:
+    """Constructor sizes of a :class:`~monai_cmri.networks.ComplexCVAE` read from its tensor shapes.
+
+    The encoder is an input convolution, per level ``num_res_blocks`` residual blocks (keys
+    ``encoder.<i>.norm1.*``) with a downsampling convolution between levels, then a GroupNorm and
+    the output convolution to ``2 * latent_channels`` maps; the width of a level is the output width
+    of its blocks.
+
+    Args:
+        state: a state dict.
+
+    Returns:
+        ``channels``, ``num_res_blocks``, ``latent_channels``, ``in_channels``, ``cond_dim`` and
+        ``num_sequences``; an empty dict if ``state`` does not have this layout.
+    """
+    layers: dict[int, set[str]] = {}
+    for name in state:
+        parts = name.split(".")
+        if parts[0] == "encoder" and len(parts) > 2 and parts[1].isdigit():
+            layers.setdefault(int(parts[1]), set()).add(".".join(parts[2:]))
+    try:
+        indices = sorted(layers)
+        levels: list[list[int]] = [[]]
+        for i in indices[1:]:
+            if "norm1.weight" in layers[i]:
+                levels[-1].append(int(state[f"encoder.{i}.conv2.conv.weight"].shape[0]))
+            elif "conv.weight" in layers[i] and levels[-1] and i != indices[-1]:
+                levels.append([])
+        blocks = {len(level) for level in levels}
+        if not levels[-1] or len(blocks) != 1:
+            return {}
+        return {
+            "channels": [level[-1] for level in levels],
+            "num_res_blocks": blocks.pop(),
+            "latent_channels": int(state[f"encoder.{indices[-1]}.conv.weight"].shape[0]) // 2,
+            "in_channels": int(state["encoder.0.conv.weight"].shape[1]),
+            "cond_dim": int(state["embedding.weight"].shape[1]),
+            "num_sequences": int(state["embedding.weight"].shape[0]),
+        }
+    except (KeyError, IndexError):
+        return {}
+
+
+def _mismatch(path: Path, state: Mapping[str, torch.Tensor], network: nn.Module) -> str:
+    """One line: which sizes the weights were trained with and which the network has."""
+    record = read_record(path)
+    trained = dict(state_dict_sizes(state))
+    hint = " (read from the weight shapes; no model.json)"
+    if record is not None:
+        described = record.get("network") or {}
+        trained.update({key: described[key] for key in SIZE_KEYS if key in described})
+        profile, config = described.get("profile"), described.get("profile_config")
+        if profile and config:
+            hint = f" (the {profile} profile: add '{config}' to --config_file)"
+        elif profile:
+            hint = f" (the {profile} profile)"
+        else:
+            hint = ""
+    built = network_sizes(network)
+    keys = [k for k in SIZE_KEYS if k in trained and k in built and (k in _MAIN_KEYS or trained[k] != built[k])]
+    if keys and any(trained[k] != built[k] for k in keys):
+        return (
+            f"{path}: trained with {_describe(trained, keys)}{hint}; this config builds {_describe(built, keys)}"
+        )
+    # Not a size we can name: name the first tensor that differs instead.
+    own = network.state_dict()
+    missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
+    if missing or unexpected:
+        detail = f"{len(missing)} missing keys (first {missing[:1]}), {len(unexpected)} unexpected (first {unexpected[:1]})"
+    else:
+        name = next((k for k in own if own[k].shape != state[k].shape), None)
+        detail = (
+            f"{name} is {tuple(state[name].shape)} in the file, {tuple(own[name].shape)} in the network"
+            if name is not None
+            else "no key or shape differs"
+        )
+    return f"{path}: weights do not fit {type(network).__name__} ({detail}); build it with the sizes used for training"
+
+
+def _describe(sizes: Mapping[str, Any], keys: list[str]) -> str:
+    return ", ".join(f"{key} {list(sizes[key]) if isinstance(sizes[key], (list, tuple)) else sizes[key]}" for key in keys)
+
+
+def _sha256(path: Path) -> str | None:
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+    except OSError:
+        return None
+    return digest.hexdigest()

@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-import os
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -15,11 +13,11 @@ import h5py
 import numpy as np
 import pytest
 import torch
-from blob_helpers import complex_blobs
-from monai.bundle import ConfigParser
+from cvae_data import CONFIGS, REPO, SIZE, TINY, TINY_NETWORK, command, config, environment, flags
+from monai.bundle import ConfigParser, ConfigWorkflow
 from monai.bundle import run as bundle_run
 
-from monai_cmri.data.dataset import PatchDataset, write_patches
+from monai_cmri.data.dataset import PatchDataset
 from monai_cmri.data.sequences import SEQUENCES
 from monai_cmri.losses import CVAELoss
 from monai_cmri.metrics import phase_coherence
@@ -27,68 +25,21 @@ from monai_cmri.networks import ComplexCVAE
 
 pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning")
 
-REPO = Path(__file__).resolve().parents[2]
-CONFIGS = REPO / "bundles" / "cvae" / "configs"
 SCHEMA = Path(__file__).with_name("meta_schema_20240725.json")
-SIZE = 32
-#: Test split: 3 AXFLAIR, 2 AXT1, 1 AXT2.
-TEST_SEQUENCES = ["AXFLAIR", "AXT1", "AXFLAIR", "AXT2", "AXT1", "AXFLAIR"]
 #: What a rank's C++ runtime prints when a gloo process aborts on exit.
 SHUTDOWN_ABORT = "terminate called without an active exception"
-#: A model small enough for a CPU test; cpu.json is merged first, as users do.
-TINY = {"channels": [4, 8], "num_res_blocks": 1, "norm_num_groups": 4, "batch_size": 4, "epochs": 1}
-
-
-def config(*names: str) -> list[str]:
-    return [str(CONFIGS / name) for name in names]
-
-
-def phantoms(n: int, seed: int) -> np.ndarray:
-    """Smooth complex blobs with a phase ramp, ``(n, 2, SIZE, SIZE)``."""
-    return complex_blobs(n, SIZE, seed, ramp="x")
-
-
-def write_split(path: Path, sequences: list[str], seed: int) -> None:
-    n = len(sequences)
-    labels = [
-        "unlabeled" if s in ("AXT2", "AXT1PRE") else ("normal", "abnormal")[i % 2] for i, s in enumerate(sequences)
-    ]
-    columns = {
-        "file": [f"file_brain_{s}_{seed}_{i}" for i, s in enumerate(sequences)],
-        "slice": np.arange(n),
-        "row": np.full(n, 10),
-        "col": np.full(n, 20),
-        "sequence": sequences,
-        "label": labels,
-        "overlap": np.zeros(n),
-        "brain": np.ones(n),
-    }
-    write_patches(path, phantoms(n, seed), columns, parameters={"split": path.stem, "seed": seed})
-
-
-@pytest.fixture(scope="module")
-def patches(tmp_path_factory) -> Path:
-    folder = tmp_path_factory.mktemp("patches")
-    write_split(folder / "train.h5", [SEQUENCES[i % 5] for i in range(10)], 0)
-    write_split(folder / "val.h5", [SEQUENCES[i % 5] for i in range(5)], 1)
-    write_split(folder / "test.h5", TEST_SEQUENCES, 2)
-    return folder
 
 
 @pytest.fixture(scope="module")
 def trained(patches, tmp_path_factory) -> Path:
-    """Train one epoch through the command line of the README, as ``run training``."""
+    """Train one epoch through the command line of the README, as ``run training``.
+
+    No ``--ckpt_dir``: the weights go to ``<output_dir>/models``, where the other commands look.
+    """
     pytest.importorskip("tensorboard")
     out = tmp_path_factory.mktemp("cvae")
-    command = [
-        sys.executable, "-m", "monai.bundle", "run", "training",
-        "--config_file", json.dumps(config("train.json", "cpu.json")),
-        "--dataset_dir", str(patches), "--output_dir", str(out), "--ckpt_dir", str(out / "models"),
-    ]  # fmt: skip
-    for key, value in TINY.items():
-        command += [f"--{key}", json.dumps(value)]
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
+    line = command("training", config("train.json", "cpu.json"), dataset_dir=str(patches), output_dir=str(out), **TINY)
+    result = subprocess.run(line, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=300)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "Epoch[1] Metrics -- " in result.stdout and "val_coherence" in result.stdout
     return out
@@ -99,7 +50,14 @@ def tiny_network() -> ComplexCVAE:
 
 
 def overrides(patches: Path, out: Path) -> dict[str, object]:
-    return {"dataset_dir": str(patches), "output_dir": str(out), "ckpt_dir": str(out / "models"), **TINY}
+    return {"dataset_dir": str(patches), "output_dir": str(out), **TINY}
+
+
+def causes(error: BaseException):
+    """``error`` and the exceptions it was raised from (MONAI wraps errors of config expressions)."""
+    while error is not None:
+        yield error
+        error = error.__cause__ or error.__context__
 
 
 def test_metadata_is_valid_against_the_local_schema():
@@ -131,33 +89,56 @@ def test_configs_agree_with_each_other():
     # The CPU profile only overrides variables, so it merges onto every config.
     assert set(cpu) <= set(train) and all(not isinstance(train[k], dict) for k in cpu)
     assert inference["network_def"] == train["network_def"]
-    for key in ("channels", "num_res_blocks", "norm_num_groups", "dataset_dir", "output_dir", "bundle_root"):
+    for key in ("channels", "num_res_blocks", "norm_num_groups", "latent_channels", "dataset_dir", "output_dir",
+                "bundle_root", "ckpt_dir"):
         assert inference[key] == train[key], key
     # Both entries of SPEC 4 run the same training.
     assert train["run"] == ["$@train#trainer.run()"] and train["training"] == "@run"
     assert train["dataset_dir"] == "runs/demo/patches" and train["output_dir"] == "runs/demo/cvae"
+    # The weights live with the outputs of the run that made them (the main job's layout).
     parser = ConfigParser()
     parser.read_config(config("train.json", "cpu.json", "multi_gpu_train.json"))
     assert parser["train#dataloader#sampler"] == "@train#sampler"
+    for names in (("train.json",), ("train.json", "evaluate.json"), ("inference.json",)):
+        parser = ConfigParser()
+        parser.read_config(config(*names))
+        assert parser.get_parsed_content("ckpt_dir") == "runs/demo/cvae/models", names
+    # Evaluation names its metrics after the test split, validation after the validation split.
+    parser = ConfigParser()
+    parser.read_config(config("train.json", "evaluate.json"))
+    assert sorted(parser["validate#key_metric"]) == ["test_loss"]
+    assert sorted(parser["validate#additional_metrics"]) == ["test_coherence", "test_psnr", "test_ssim"]
+    assert sorted(train["validate"]["key_metric"]) == ["val_loss"]
 
 
-def test_training_writes_a_loadable_state_dict(trained):
+def test_training_writes_a_loadable_state_dict_and_its_record(trained):
     path = trained / "models" / "model.pt"
     state = torch.load(path, map_location="cpu", weights_only=True)
     assert all(isinstance(v, torch.Tensor) for v in state.values())
     network = tiny_network()
     network.load_state_dict(state)  # strict: the state dict alone, no "module." or "model" prefix
     assert any(p.name.startswith("events.out.tfevents") for p in trained.iterdir())
+    record = json.loads((trained / "models" / "model.json").read_text())
+    assert record["network"] == {
+        "network": "monai_cmri.networks.ComplexCVAE", "in_channels": 2, "latent_channels": 2, **TINY_NETWORK,
+        "profile": "cpu", "profile_config": "bundles/cvae/configs/cpu.json",
+    }  # fmt: skip
+    assert record["key_metric"]["name"] == "val_loss" and record["key_metric"]["epoch"] == 1
+    state = torch.load(trained / "models" / "trainer_state.pt", map_location="cpu", weights_only=True)
+    assert state["epoch"] == 1 and state["best"]["evaluator"]["value"] == record["key_metric"]["value"]
 
 
-def test_evaluate_writes_the_per_sequence_table(trained, patches, tmp_path):
+def test_evaluate_names_test_metrics_and_writes_the_per_sequence_table(trained, patches, tmp_path):
     out = tmp_path / "eval"
-    bundle_run(
-        "run",
-        config_file=config("train.json", "cpu.json", "evaluate.json"),
-        logging_file=False,
+    workflow = ConfigWorkflow(
+        config_file=config("train.json", "cpu.json", "evaluate.json"), logging_file=False, workflow_type=None,
         **{**overrides(patches, out), "ckpt_dir": str(trained / "models")},
-    )
+    )  # fmt: skip
+    workflow.initialize()
+    workflow.run()
+    state = workflow.parser.get_parsed_content("validate#evaluator").state
+    assert state.key_metric_name == "test_loss"
+    assert sorted(state.metrics) == ["test_coherence", "test_loss", "test_psnr", "test_ssim"]
     with open(out / "reconstruction.csv", newline="") as handle:
         rows = list(csv.DictReader(handle))
     assert [row["sequence"] for row in rows] == ["AXFLAIR", "AXT1", "AXT2"]
@@ -168,23 +149,18 @@ def test_evaluate_writes_the_per_sequence_table(trained, patches, tmp_path):
     assert (out / "reconstruction.png").stat().st_size > 0
 
 
-def test_encode_then_decode_keeps_metadata(trained, patches, tmp_path):
-    out = tmp_path / "inference"
-    common = dict(
-        logging_file=False,
-        dataset_dir=str(patches),
-        output_dir=str(out),
-        ckpt_dir=str(trained / "models"),
-        progress=False,
-        **{key: TINY[key] for key in ("channels", "num_res_blocks", "norm_num_groups")},
-    )
-    bundle_run("run", config_file=config("inference.json"), **common)
-    bundle_run("decode", config_file=config("inference.json"), **common)
+def test_encode_then_decode_find_the_model_of_the_output_dir(trained, patches):
+    """The README's encode and decode commands with only ``--output_dir``: no ``--ckpt_dir``."""
+    common = dict(dataset_dir=str(patches), output_dir=str(trained), progress=False, **TINY_NETWORK)
+    bundle_run("encode", config_file=config("inference.json", "cpu.json"), logging_file=False, **common)
+    line = command("decode", config("inference.json", "cpu.json"), **common)
+    result = subprocess.run(line, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     for split in ("train", "val", "test"):
         source, latent, decoded = (
             patches / f"{split}.h5",
-            out / "latents" / f"{split}.h5",
-            out / "decoded" / f"{split}.h5",
+            trained / "latents" / f"{split}.h5",
+            trained / "decoded" / f"{split}.h5",
         )
         with h5py.File(source, "r") as a, h5py.File(latent, "r") as z, h5py.File(decoded, "r") as b:
             n = a["patches"].shape[0]
@@ -199,34 +175,55 @@ def test_encode_then_decode_keeps_metadata(trained, patches, tmp_path):
         assert PatchDataset(decoded).parameters["split"] == split
 
 
+def test_a_model_of_other_sizes_fails_in_one_line_naming_them(trained, patches, tmp_path):
+    """The tiny CPU-profile model with the default sizes: one line, no size-mismatch dump."""
+    with pytest.raises(Exception) as caught:
+        bundle_run(
+            "encode", config_file=config("inference.json"), logging_file=False, progress=False,
+            dataset_dir=str(patches), output_dir=str(tmp_path), ckpt_dir=str(trained / "models"),
+        )  # fmt: skip
+    error = next(e for e in causes(caught.value) if isinstance(e, ValueError))
+    assert str(error) == (
+        f"{trained / 'models' / 'model.pt'}: trained with channels [4, 8], num_res_blocks 1, norm_num_groups 4 "
+        "(the cpu profile: add 'bundles/cvae/configs/cpu.json' to --config_file); this config builds channels "
+        "[64, 128], num_res_blocks 2, norm_num_groups 32"
+    )
+    assert error.__suppress_context__ and error.__cause__ is None
+
+
+def launch_ddp(line: list[str]) -> str:
+    """Run a torchrun command line; return its log (stdout and stderr), failing the test on an error."""
+    result = subprocess.run(line, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=300)
+    log = result.stdout + result.stderr
+    if result.returncode and SHUTDOWN_ABORT in log and log.count("Engine run finished") == 2:
+        # About one run in 40 here, a gloo rank aborts while its process exits, after training,
+        # validation and the checkpoint are complete (see the bundle's docs/README.md); one relaunch
+        # keeps that race out of this test, and any other failure still fails it.
+        result = subprocess.run(line, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=300)
+        log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-6000:]
+    return log
+
+
 def test_multi_gpu_config_trains_with_two_gloo_processes(patches, tmp_path):
     """Two DDP processes on CPU (gloo), started by torchrun as the bundle's README says.
 
     The validation set of 5 patches splits 3 + 2 across the ranks; the metrics rank 0 logs must be
     those of the whole set, each patch counted once: they equal a one-process evaluation of the
     saved weights (1 epoch, so the key-metric checkpoint holds the weights that were validated).
+    Rank 0 alone writes the trainer state, with the random generator states of both ranks, and a
+    relaunch resumes from it on both ranks.
     """
     pytest.importorskip("tensorboard")
     # A process group and Ignite's distributed context must not leak into the other tests.
-    env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=str(REPO))
     out = tmp_path / "ddp"
-    command = [
+    line = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2",
         "-m", "monai.bundle", "run",
         "--config_file", json.dumps(config("train.json", "cpu.json", "multi_gpu_train.json")),
+        *flags(**overrides(patches, out)),
     ]  # fmt: skip
-    for key, value in overrides(patches, out).items():
-        command += [f"--{key}", value if isinstance(value, str) else json.dumps(value)]
-    result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-    log = result.stdout + result.stderr
-    if result.returncode and SHUTDOWN_ABORT in log and log.count("Engine run finished") == 2:
-        # About one run in 40 here, a gloo rank aborts while its process exits, after training,
-        # validation and the checkpoint are complete (see the bundle's docs/README.md); one relaunch
-        # keeps that race out of this test, and any other failure still fails it.
-        shutil.rmtree(out, ignore_errors=True)
-        result = subprocess.run(command, cwd=REPO, env=env, capture_output=True, text=True, timeout=300)
-        log = result.stdout + result.stderr
-    assert result.returncode == 0, log[-6000:]
+    log = launch_ddp(line)
     # Only rank 0 logs, saves and draws the progress bar.
     assert log.count("Epoch[1] Metrics -- ") == 2, log[-3000:]  # the trainer's and the evaluator's line
     logged = {name: float(value) for name, value in re.findall(r"(val_\w+): ([-\d.e+]+)", log)}
@@ -243,3 +240,13 @@ def test_multi_gpu_config_trains_with_two_gloo_processes(patches, tmp_path):
     assert coherence.std() > 1e-2
     assert logged["val_coherence"] == pytest.approx(coherence.mean().item(), abs=1e-4), log[-3000:]
     assert logged["val_loss"] == pytest.approx(CVAELoss()(recon, images, mu, logvar)[0].item(), abs=1e-4), log[-3000:]
+
+    state = torch.load(out / "models" / "trainer_state.pt", map_location="cpu", weights_only=True)
+    assert state["epoch"] == 1 and len(state["rng"]) == 2
+    # The ranks draw from differently seeded generators (seed + rank), and each state is kept.
+    assert not torch.equal(state["rng"][0]["torch"], state["rng"][1]["torch"])
+    assert sorted(p.name for p in (out / "models").iterdir()) == ["model.json", "model.pt", "trainer_state.pt"]
+    weights = (out / "models" / "model.pt").read_bytes()
+    log = launch_ddp(line)
+    assert log.count("training already finished: epoch 1 of 1") == 2, log[-3000:]  # every rank loaded it
+    assert "Epoch[1] Metrics -- " not in log and (out / "models" / "model.pt").read_bytes() == weights

@@ -1,17 +1,53 @@
-"""Tests of loading a bundle's weights file (SPEC 4: models/model.pt holds one state dict)."""
+"""Tests of a bundle's weights file and its record (SPEC 4: models/model.pt holds one state dict)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
+from ignite.engine import Engine, Events
 
-from monai_cmri.engines import load_weights
+from monai_cmri.engines import BestModelSaver, load_weights, network_sizes, read_record, state_dict_sizes
 from monai_cmri.networks import ComplexCVAE
 
+#: What the cvae bundle's CPU profile records beside its weights.
+CPU_RECORD = {
+    "network": "monai_cmri.networks.ComplexCVAE",
+    "in_channels": 2,
+    "latent_channels": 2,
+    "channels": [16, 32],
+    "num_res_blocks": 1,
+    "norm_num_groups": 8,
+    "profile": "cpu",
+    "profile_config": "bundles/cvae/configs/cpu.json",
+}
 
-def tiny(channels=(4, 8), seed=0) -> ComplexCVAE:
+
+def tiny(channels=(4, 8), seed=0, num_res_blocks=1, norm_num_groups=4, latent_channels=2) -> ComplexCVAE:
     torch.manual_seed(seed)
-    return ComplexCVAE(channels=channels, num_res_blocks=1, norm_num_groups=4, cond_dim=8)
+    return ComplexCVAE(
+        channels=channels,
+        num_res_blocks=num_res_blocks,
+        norm_num_groups=norm_num_groups,
+        latent_channels=latent_channels,
+        cond_dim=8,
+    )
+
+
+def validated(epochs_and_losses) -> Engine:
+    """An engine whose epochs end with the given losses, tracking the best as MONAI's workflows do."""
+    losses = dict(epochs_and_losses)
+    engine = Engine(lambda engine, batch: None)
+    engine.state.best_metric, engine.state.best_metric_epoch, engine.state.key_metric_name = -1, -1, "val_loss"
+
+    @engine.on(Events.EPOCH_COMPLETED)
+    def compare(engine):
+        loss = losses[engine.state.epoch]
+        if engine.state.best_metric_epoch == -1 or loss < engine.state.best_metric:
+            engine.state.best_metric, engine.state.best_metric_epoch = loss, engine.state.epoch
+
+    return engine
 
 
 def test_round_trip_restores_every_tensor(tmp_path):
@@ -30,11 +66,99 @@ def test_missing_file_is_named(tmp_path):
         load_weights(tiny(), tmp_path / "nowhere.pt")
 
 
-def test_other_hyper_parameters_are_a_value_error(tmp_path):
+def test_other_sizes_are_named_in_one_line_from_the_weight_shapes(tmp_path):
     path = tmp_path / "model.pt"
     torch.save(tiny(channels=(8, 16)).state_dict(), path)
-    with pytest.raises(ValueError, match="model.pt.*hyper-parameters"):
+    with pytest.raises(ValueError) as caught:
         load_weights(tiny(), path)
+    message = str(caught.value)
+    assert message == (
+        f"{path}: trained with channels [8, 16], num_res_blocks 1 (read from the weight shapes; no model.json); "
+        "this config builds channels [4, 8], num_res_blocks 1"
+    )
+    # No nested torch traceback: the size mismatch report of load_state_dict is suppressed.
+    assert caught.value.__cause__ is None and caught.value.__suppress_context__
+
+
+def test_a_cpu_profile_model_names_its_profile_and_config_file(tmp_path):
+    """The record written beside the weights names the sizes and the config file to add."""
+    trained = ComplexCVAE(channels=(16, 32), num_res_blocks=1, norm_num_groups=8)
+    engine = validated({1: 0.5})
+    BestModelSaver(tmp_path, trained, record=CPU_RECORD).attach(engine)
+    engine.run([0], max_epochs=1)
+    default = ComplexCVAE(channels=(64, 128), num_res_blocks=2, norm_num_groups=32)
+    with pytest.raises(ValueError) as caught:
+        load_weights(default, tmp_path / "model.pt")
+    assert str(caught.value) == (
+        f"{tmp_path / 'model.pt'}: trained with channels [16, 32], num_res_blocks 1, norm_num_groups 8 (the cpu "
+        "profile: add 'bundles/cvae/configs/cpu.json' to --config_file); this config builds channels [64, 128], "
+        "num_res_blocks 2, norm_num_groups 32"
+    )
+    assert "\n" not in str(caught.value) and caught.value.__suppress_context__
+
+
+def test_a_record_of_other_weights_is_ignored(tmp_path):
+    path = tmp_path / "model.pt"
+    engine = validated({1: 0.5})
+    BestModelSaver(tmp_path, tiny(channels=(16, 32), norm_num_groups=8), record=CPU_RECORD).attach(engine)
+    engine.run([0], max_epochs=1)
+    assert read_record(path)["network"] == CPU_RECORD
+    torch.save(tiny(channels=(8, 16)).state_dict(), path)  # replaced without its record
+    assert read_record(path) is None
+    with pytest.raises(ValueError, match=r"trained with channels \[8, 16\], num_res_blocks 1 \(read from the weight"):
+        load_weights(tiny(), path)
+
+
+def test_other_layers_name_the_first_tensor_that_differs(tmp_path):
+    path = tmp_path / "model.pt"
+    state = tiny().state_dict()
+    state["decoder.6.conv.bias"] = torch.zeros(3)  # the sizes read from the encoder all agree
+    torch.save(state, path)
+    with pytest.raises(ValueError, match=r"decoder.6.conv.bias is \(3,\) in the file, \(2,\) in the network"):
+        load_weights(tiny(), path)
+
+
+@pytest.mark.parametrize(
+    "sizes",
+    [
+        dict(channels=(4, 8), num_res_blocks=1, norm_num_groups=4, latent_channels=2),
+        dict(channels=(4, 8, 12), num_res_blocks=2, norm_num_groups=2, latent_channels=3),
+        dict(channels=(6,), num_res_blocks=3, norm_num_groups=3, latent_channels=1),
+    ],
+)
+def test_sizes_read_from_a_network_are_its_constructor_arguments(sizes):
+    network = tiny(**sizes)
+    expected = {**sizes, "channels": list(sizes["channels"]), "in_channels": 2, "cond_dim": 8, "num_sequences": 5}
+    assert network_sizes(network) == expected
+    assert state_dict_sizes(network.state_dict()) == {k: v for k, v in expected.items() if k != "norm_num_groups"}
+    assert state_dict_sizes({"weight": torch.zeros(3)}) == {}
+
+
+def test_best_model_saver_replaces_the_weights_only_on_a_better_epoch(tmp_path):
+    network = tiny()
+    engine = validated({1: 0.5, 2: 0.7, 3: 0.4, 4: 0.4})
+    saved, weights = {}, {}
+
+    @engine.on(Events.EPOCH_STARTED)
+    def perturb(engine):
+        with torch.no_grad():
+            network.embedding.weight.add_(1.0)  # every epoch has other weights
+
+    BestModelSaver(tmp_path, network, record={"channels": [4, 8]}).attach(engine)
+
+    @engine.on(Events.EPOCH_COMPLETED)
+    def snapshot(engine):
+        saved[engine.state.epoch] = (tmp_path / "model.pt").read_bytes()
+        weights[engine.state.epoch] = network.embedding.weight.detach().clone()
+
+    engine.run([0], max_epochs=4)
+    assert saved[2] == saved[1] and saved[3] != saved[2] and saved[4] == saved[3]  # 0.4 is not below 0.4
+    record = json.loads((tmp_path / "model.json").read_text())
+    assert record["key_metric"] == {"name": "val_loss", "value": 0.4, "epoch": 3}
+    assert record["network"] == {"channels": [4, 8]} and read_record(tmp_path / "model.pt") == record
+    loaded = load_weights(tiny(seed=1), tmp_path / "model.pt")
+    assert torch.equal(loaded.embedding.weight, weights[3])
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model.json", "model.pt"]  # no temporaries left
 
 
 def test_not_a_state_dict(tmp_path):
