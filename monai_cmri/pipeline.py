@@ -105,7 +105,7 @@ def check_size(volumes: int, slices: int, train: bool = True, seed: int = 0) -> 
         raise ValueError(
             f"training needs at least {needed} volumes, got {volumes}: with fewer, the volume-level splits "
             f"(70/15/15 per class, paper 2.1.3) leave no volume to validate and test on; "
-            f"use --volumes {needed} or more, or --notrain to stop after the patch datasets"
+            f"use {needed} volumes or more (--volumes), or stop after the patch datasets (--notrain)"
         )
 
 
@@ -240,11 +240,16 @@ def run_pipeline(
     if train and empty:
         problem = (
             f"the {' and '.join(empty)} split(s) hold no patch ({volumes} volumes of {slices} slices), so the cvae "
-            f"bundle cannot run; more --slices or --volumes give every split patches, --notrain skips training"
+            f"bundle cannot run; more slices or volumes (--slices, --volumes) give every split patches, "
+            f"or skip training (--notrain)"
         )
     elif train:
-        table = run_cvae(patches_dir, out / "cvae",
-                         on_stage=lambda stage: announce(CVAE_STAGES[stage], f"-> {out / 'cvae'}"))
+        cvae_dir = out / "cvae"
+        targets = {"train": cvae_dir / "models" / "model.pt", "evaluate": cvae_dir / "reconstruction.md",
+                   "encode": cvae_dir / "latents"}
+        table = run_cvae(
+            patches_dir, cvae_dir, on_stage=lambda stage: announce(CVAE_STAGES[stage], f"-> {targets[stage]}")
+        )
     minutes = (time.monotonic() - start) / 60
     summary = out / "summary.md"
     sections = [

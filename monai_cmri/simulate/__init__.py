@@ -1,7 +1,7 @@
-"""Brain k-space simulator: the project's default dataset (SPEC 1.4).
+"""Brain k-space simulator: the project's default dataset (README "The simulated dataset").
 
-Writes folders in exactly the fastMRI brain multi-coil format (SPEC 1.1) plus fastMRI+-style
-annotation CSVs (SPEC 1.2), from MNI152 anatomy with a random pose and deformation per
+Writes folders in exactly the fastMRI brain multi-coil format plus fastMRI+-style annotation CSVs
+(README "The data it expects"), from MNI152 anatomy with a random pose and deformation per
 subject, procedural skull and scalp, spin-echo and inversion-recovery contrast, gadolinium,
 B0 and transceive phase, loop-coil sensitivities, correlated noise and 3D lesions.
 

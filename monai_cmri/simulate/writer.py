@@ -1,4 +1,4 @@
-"""Write simulated volumes as fastMRI brain HDF5 files plus fastMRI+ CSVs (SPEC 1.1, 1.2, 1.4).
+"""Write simulated volumes as fastMRI brain HDF5 files plus fastMRI+ CSVs (README "The data it expects").
 
 Files are byte-identical across runs with the same seed: datasets are written without
 creation times and attributes in a fixed order. Every file is written to ``name.tmp`` and
@@ -135,7 +135,7 @@ def simulate_dataset(
     coils: Sequence[int] | None = None,
     progress: bool = True,
 ) -> list[Path]:
-    """Simulate a fastMRI-like brain dataset with fastMRI+-style annotations (SPEC 1.4).
+    """Simulate a fastMRI-like brain dataset with fastMRI+-style annotations (README "The simulated dataset").
 
     Writes ``out_dir/file_brain_{SEQ}_{site}_{id}.h5`` per volume, then ``brain.csv`` and
     ``brain_file_list.csv`` listing only the annotated volumes. Each volume is simulated,
