@@ -111,7 +111,7 @@ def render_volume(
     """
     from monai_cmri.data.annotations import volume_name
     from monai_cmri.data.fastmri import read_header
-    from monai_cmri.preprocess import combined_volume
+    from monai_cmri.data.reader import combined_volume
 
     path = Path(path)
     header = read_header(path)

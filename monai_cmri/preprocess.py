@@ -60,7 +60,7 @@ from monai_cmri.atomic import (
     temporary_path,
     write_json,
 )
-from monai_cmri.data.annotations import Annotations, volume_name
+from monai_cmri.data.annotations import Annotations, find_annotations, volume_name
 from monai_cmri.data.dataset import (
     LABELS,
     LAYOUT_VERSION,
@@ -712,13 +712,10 @@ def _record(summary: PreprocessSummary, result: tuple[str, str | None, list[str]
 
 
 def _annotations(data: Path, csv: str | Path | None, file_list: str | Path | None) -> Annotations:
-    if csv is None and (data / "brain.csv").is_file():
-        csv = data / "brain.csv"
-    if csv is None:
-        return Annotations.default()
-    if file_list is None and (Path(csv).parent / "brain_file_list.csv").is_file():
+    """The annotations as every command finds them; a given CSV also brings the file list beside it."""
+    if csv is not None and file_list is None and (Path(csv).parent / "brain_file_list.csv").is_file():
         file_list = Path(csv).parent / "brain_file_list.csv"
-    return Annotations.from_csv(csv, file_list)
+    return find_annotations(data, csv, file_list)
 
 
 def _run_records(folders: Sequence[Path]) -> list[tuple[Path, dict[str, Any]]]:

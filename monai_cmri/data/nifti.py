@@ -65,7 +65,7 @@ def export_nifti(file: str | Path, out: str | Path | None = None) -> tuple[Path,
         The magnitude and phase paths.
     """
     from monai_cmri.data.fastmri import read_header
-    from monai_cmri.preprocess import combined_volume
+    from monai_cmri.data.reader import combined_volume
 
     file = Path(file)
     prefix = Path(out) if out is not None else file.with_suffix("")
