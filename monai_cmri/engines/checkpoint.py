@@ -99,7 +99,8 @@ def load_weights(
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # unpickling errors have many types; all mean "not a weights file"
-        raise OSError(f"{path}: not a readable weights-only checkpoint ({error})") from None
+        lines = str(error).strip().splitlines() or [""]
+        raise OSError(f"{path}: not a readable weights-only checkpoint ({type(error).__name__}: {lines[0][:160]})") from None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a network state_dict (name -> tensor), got {type(state).__name__}")
     try:

@@ -172,7 +172,7 @@ class TrainerState:
         try:
             payload = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as error:  # unpickling errors have many types; all mean "not a state file"
-            raise ValueError(f"{self.path}: not a readable trainer state ({error}); {start_over}") from None
+            raise ValueError(f"{self.path}: not a readable trainer state ({_first_line(error)}); {start_over}") from None
         if not isinstance(payload, Mapping) or payload.get("format") != FORMAT:
             found = payload.get("format") if isinstance(payload, Mapping) else type(payload).__name__
             raise ValueError(f"{self.path}: trainer state format {found}, expected {FORMAT}; {start_over}")
@@ -198,8 +198,9 @@ class TrainerState:
         try:
             Checkpoint.load_objects(to_load=targets, checkpoint=payload["objects"])
         except (RuntimeError, KeyError, ValueError) as error:
-            first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
-            raise ValueError(f"{self.path}: the saved state does not fit this run ({first}); {start_over}") from None
+            raise ValueError(
+                f"{self.path}: the saved state does not fit this run ({_first_line(error)}); {start_over}"
+            ) from None
         _set_best(engine, payload["best"]["trainer"])
         _set_best(self.evaluator, payload["best"]["evaluator"])
         states, rank = payload["rng"], idist.get_rank()
@@ -265,6 +266,13 @@ def set_rng_state(state: Mapping[str, Any]) -> None:
     torch.set_rng_state(state["torch"])
     if torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
         torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def _first_line(error: BaseException) -> str:
+    """``Type: first line`` of an error, at most 160 characters: torch's messages run to many lines."""
+    lines = str(error).strip().splitlines()
+    text = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
+    return text if len(text) <= 160 else text[:157] + "..."
 
 
 def _unwrap(obj: Any) -> Any:
