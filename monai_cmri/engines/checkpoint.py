@@ -32,7 +32,7 @@ import torch
 from ignite.engine import Engine, Events
 from torch import nn
 
-from monai_cmri.atomic import atomic_write, write_json
+from monai_cmri.atomic import atomic_write, remove_stale_temporaries, write_json
 
 __all__ = ["load_weights", "BestModelSaver", "read_record", "record_path", "network_sizes", "state_dict_sizes"]
 
@@ -99,8 +99,8 @@ def load_weights(
     try:
         state = torch.load(path, map_location=device, weights_only=True)
     except Exception as error:  # unpickling errors have many types; all mean "not a weights file"
-        lines = str(error).strip().splitlines() or [""]
-        raise OSError(f"{path}: not a readable weights-only checkpoint ({type(error).__name__}: {lines[0][:160]})") from None
+        first = (str(error).strip().splitlines() or [""])[0][:160]
+        raise OSError(f"{path}: not a readable weights-only checkpoint ({type(error).__name__}: {first})") from None
     if not isinstance(state, Mapping) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ValueError(f"{path}: expected a network state_dict (name -> tensor), got {type(state).__name__}")
     try:
@@ -119,6 +119,14 @@ class BestModelSaver:
     Because the decision is the evaluator's state, restoring ``best_metric`` and
     ``best_metric_epoch`` on resume (:class:`~monai_cmri.engines.trainer_state.TrainerState`) is all
     it takes for the weights file to be replaced only by a better model.
+
+    One gap remains: a run killed after this handler saved epoch ``k + 1`` but before the trainer
+    state of that epoch was written resumes with the best of epoch ``k`` or earlier, while the file
+    holds the better model of ``k + 1``. So when the evaluator first starts in a process that
+    resumed (a restored ``best_metric_epoch``), a record that describes the weights on disk (its
+    SHA-256 matches), names the same key metric, a later epoch and a better value
+    (``engine.metric_cmp_fn``) becomes the evaluator's best. A fresh run (no best yet) ignores the
+    record: its first validated model replaces whatever an earlier run left.
 
     Written here rather than with MONAI's ``CheckpointSaver(save_key_metric=True)``, which keeps the
     best score in memory only (its Ignite ``Checkpoint`` list starts empty in a new process, so the
@@ -148,15 +156,53 @@ class BestModelSaver:
         self.record = json.loads(json.dumps(dict(record or {})))
         self.save_rank = int(save_rank)
         self.logger = logging.getLogger(__name__)
+        self._checked_record = False
+        #: ``(epoch, value)`` of the model on disk, as far as this process knows.
+        self._on_disk: tuple[int, float] | None = None
 
     def attach(self, engine: Engine) -> None:
-        """Check for a new best at the end of every epoch of ``engine``."""
+        """Check for a new best at the end of every epoch of ``engine``.
+
+        Temporary files of the weights and the record left by a writer that was killed while
+        saving are removed now.
+        """
+        engine.add_event_handler(Events.STARTED, self.adopt_record)
         engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+        if idist.get_rank() == self.save_rank:
+            for name in (self.path.name, record_path(self.path).name):
+                remove_stale_temporaries(self.path.parent, f".{name}.*.tmp")
+
+    def adopt_record(self, engine: Engine) -> None:
+        """Once per process, make a later and better model on disk the evaluator's best (see above)."""
+        if self._checked_record:
+            return
+        self._checked_record = True
+        state, compare = engine.state, getattr(engine, "metric_cmp_fn", None)
+        best_epoch = getattr(state, "best_metric_epoch", -1)
+        if best_epoch in (-1, None) or compare is None:
+            return
+        metric = (read_record(self.path) or {}).get("key_metric") or {}
+        if metric.get("name") != getattr(state, "key_metric_name", None) or int(metric.get("epoch", -1)) <= best_epoch:
+            return
+        if compare(float(metric["value"]), state.best_metric):
+            state.best_metric, state.best_metric_epoch = float(metric["value"]), int(metric["epoch"])
+            self._on_disk = (state.best_metric_epoch, state.best_metric)
+            self.logger.info(
+                f"{self.path} holds {metric['name']} {state.best_metric:.6g} of epoch {state.best_metric_epoch}, "
+                "saved after the last trainer state: it is the best so far"
+            )
 
     def __call__(self, engine: Engine) -> None:
-        """Save if the epoch that just ended is the evaluator's best."""
+        """Save if the epoch that just ended is the evaluator's new best.
+
+        The epoch of a model adopted from disk that is validated again (after a resume) is saved
+        only if the evaluator found it better than the adopted value.
+        """
         state = engine.state
         if getattr(state, "best_metric_epoch", -1) != state.epoch or idist.get_rank() != self.save_rank:
+            return
+        best = (int(state.best_metric_epoch), float(state.best_metric))
+        if best == self._on_disk:
             return
         network = self.network.module if isinstance(self.network, nn.parallel.DistributedDataParallel) else self.network
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -172,6 +218,7 @@ class BestModelSaver:
                 "network": self.record,
             },
         )
+        self._on_disk = best
         self.logger.info(f"new best {name} {float(state.best_metric):.6g} at epoch {state.epoch}: saved {self.path}")
 
 
@@ -255,7 +302,9 @@ def _mismatch(path: Path, state: Mapping[str, torch.Tensor], network: nn.Module)
     own = network.state_dict()
     missing, unexpected = sorted(set(own) - set(state)), sorted(set(state) - set(own))
     if missing or unexpected:
-        detail = f"{len(missing)} missing keys (first {missing[:1]}), {len(unexpected)} unexpected (first {unexpected[:1]})"
+        detail = (
+            f"{len(missing)} missing keys (first {missing[:1]}), {len(unexpected)} unexpected (first {unexpected[:1]})"
+        )
     else:
         name = next((k for k in own if own[k].shape != state[k].shape), None)
         detail = (
@@ -267,7 +316,8 @@ def _mismatch(path: Path, state: Mapping[str, torch.Tensor], network: nn.Module)
 
 
 def _describe(sizes: Mapping[str, Any], keys: list[str]) -> str:
-    return ", ".join(f"{key} {list(sizes[key]) if isinstance(sizes[key], (list, tuple)) else sizes[key]}" for key in keys)
+    values = {key: list(sizes[key]) if isinstance(sizes[key], (list, tuple)) else sizes[key] for key in keys}
+    return ", ".join(f"{key} {value}" for key, value in values.items())
 
 
 def _sha256(path: Path) -> str | None:

@@ -42,7 +42,7 @@ import torch.distributed as dist
 from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 
-from monai_cmri.atomic import atomic_write
+from monai_cmri.atomic import atomic_write, remove_stale_temporaries
 
 __all__ = ["TrainerState", "rng_state", "set_rng_state"]
 
@@ -120,9 +120,14 @@ class TrainerState:
         engine.add_event_handler(Events.STARTED, self.start)
 
     def start(self, engine: Engine) -> None:
-        """Register :meth:`save`, then resume from the file or discard it."""
+        """Register :meth:`save`, then resume from the file or discard it.
+
+        A temporary file left by a writer that was killed while saving is removed first.
+        """
         if not engine.has_event_handler(self.save, Events.EPOCH_COMPLETED):
             engine.add_event_handler(Events.EPOCH_COMPLETED, self.save)
+        if idist.get_rank() == self.save_rank:
+            remove_stale_temporaries(self.path.parent, f".{self.path.name}.*.tmp")
         if self.resume:
             self.load(engine)
         elif self.path.is_file() and idist.get_rank() == self.save_rank:
@@ -172,7 +177,9 @@ class TrainerState:
         try:
             payload = torch.load(self.path, map_location="cpu", weights_only=True)
         except Exception as error:  # unpickling errors have many types; all mean "not a state file"
-            raise ValueError(f"{self.path}: not a readable trainer state ({_first_line(error)}); {start_over}") from None
+            raise ValueError(
+                f"{self.path}: not a readable trainer state ({_first_line(error)}); {start_over}"
+            ) from None
         if not isinstance(payload, Mapping) or payload.get("format") != FORMAT:
             found = payload.get("format") if isinstance(payload, Mapping) else type(payload).__name__
             raise ValueError(f"{self.path}: trainer state format {found}, expected {FORMAT}; {start_over}")
@@ -189,7 +196,8 @@ class TrainerState:
                 f"{epoch_length} (other data or batch size); {start_over}"
             )
         if payload["key"] != self.key:
-            raise ValueError(f"{self.path}: saved by a different run ({_difference(payload['key'], self.key)}); {start_over}")
+            difference = _difference(payload["key"], self.key)
+            raise ValueError(f"{self.path}: saved by a different run ({difference}); {start_over}")
         targets = self.targets(engine)
         if set(payload["objects"]) != set(targets):
             raise ValueError(

@@ -69,7 +69,8 @@ def flags(**overrides: object) -> list[str]:
 
 def command(entry: str, configs: list[str], **overrides: object) -> list[str]:
     """``python -m monai.bundle run <entry> --config_file [...] --key value ...``, as the README writes it."""
-    return [sys.executable, "-m", "monai.bundle", "run", entry, "--config_file", json.dumps(configs), *flags(**overrides)]
+    line = [sys.executable, "-m", "monai.bundle", "run", entry, "--config_file", json.dumps(configs)]
+    return line + flags(**overrides)
 
 
 def environment() -> dict[str, str]:

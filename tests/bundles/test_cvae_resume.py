@@ -62,8 +62,12 @@ def test_a_killed_training_resumes_at_the_next_epoch_and_keeps_the_better_model(
     k = saved_epoch(state)
     assert 2 <= k < epochs
     before = {name: (models / name).read_bytes() for name in ("model.pt", "model.json")}
-    losses = {int(j): float(v) for j, v in VAL_LOSS.findall(first_log.read_text()) if int(j) <= k}
-    best_epoch = min(losses, key=losses.get)
+    losses = {int(j): float(v) for j, v in VAL_LOSS.findall(first_log.read_text())}
+    best_epoch = min((j for j in losses if j <= k), key=losses.get)
+    # The kill may fall after epoch k + 1 saved a better model but before it saved its trainer state.
+    if json.loads(before["model.json"])["key_metric"]["epoch"] == k + 1:
+        assert losses[k + 1] < losses[best_epoch]
+        best_epoch = k + 1
     record = json.loads(before["model.json"])
     assert record["key_metric"]["epoch"] == best_epoch
     assert record["key_metric"]["value"] == pytest.approx(losses[best_epoch], abs=1e-4)
@@ -82,11 +86,13 @@ def test_a_killed_training_resumes_at_the_next_epoch_and_keeps_the_better_model(
     assert min(resumed.values()) > losses[best_epoch]  # the rerun's epochs are all worse ...
     for name, content in before.items():  # ... so the best model of epochs 1..k stays, byte for byte
         assert (models / name).read_bytes() == content, name
-    # The evaluator compares against the restored best of the killed run.
+    # The evaluator compares against the best of the killed run (restored, or adopted from model.json).
     bests = [(float(v), int(j)) for v, j in BEST.findall(log)]
     assert len(bests) == epochs - k and all(j == best_epoch for _, j in bests), bests
     assert bests[0][0] == pytest.approx(losses[best_epoch], abs=1e-4)
     assert saved_epoch(state) == epochs
+    # A temporary file of the killed writer, if the kill fell inside a write, is gone too.
+    assert sorted(p.name for p in models.iterdir()) == ["model.json", "model.pt", "trainer_state.pt"]
 
     # 3. Once more: the state says training finished; nothing runs, nothing is written.
     stamps = {p.name: p.stat().st_mtime_ns for p in models.iterdir()}
@@ -108,15 +114,29 @@ def test_a_killed_training_resumes_at_the_next_epoch_and_keeps_the_better_model(
     assert (models / "model.pt").read_bytes() != before["model.pt"]
 
 
-def train(patches: Path, out: Path, stop_after: int | None = None) -> tuple[dict[str, torch.Tensor], list[int]]:
-    """Train the tiny model for 2 epochs in this process (resuming by default); optionally stop early.
+class Killed(Exception):
+    """Stands for a kill at the end of an epoch, after validation, before the trainer state is saved."""
+
+
+def crash(engine) -> None:
+    raise Killed(f"epoch {engine.state.epoch}")
+
+
+def train(
+    patches: Path, out: Path, stop_after: int | None = None, crash_at: int | None = None, epochs: int = 2
+) -> tuple[dict[str, torch.Tensor], list[int]]:
+    """Train the tiny model in this process (resuming by default).
+
+    Args:
+        stop_after: end the run after this epoch, its trainer state saved.
+        crash_at: raise :class:`Killed` at the end of this epoch, before its trainer state is saved.
 
     Returns:
         The final weights and the epochs this call ran.
     """
     workflow = ConfigWorkflow(
         config_file=config("train.json", "cpu.json"), logging_file=False, workflow_type=None,
-        **{**TINY, "epochs": 2, "dataset_dir": str(patches), "output_dir": str(out), "progress": False},
+        **{**TINY, "epochs": epochs, "dataset_dir": str(patches), "output_dir": str(out), "progress": False},
     )  # fmt: skip
     workflow.initialize()
     trainer = workflow.parser.get_parsed_content("train#trainer")
@@ -124,6 +144,8 @@ def train(patches: Path, out: Path, stop_after: int | None = None) -> tuple[dict
     trainer.add_event_handler(Events.EPOCH_STARTED, lambda engine: ran.append(engine.state.epoch))
     if stop_after is not None:
         trainer.add_event_handler(Events.EPOCH_COMPLETED(once=stop_after), lambda engine: engine.terminate())
+    if crash_at is not None:  # registered before the run starts, so before the trainer state's handler
+        trainer.add_event_handler(Events.EPOCH_COMPLETED(once=crash_at), crash)
     trainer.run()
     weights = {name: value.detach().clone() for name, value in trainer.network.state_dict().items()}
     return weights, ran
@@ -146,3 +168,24 @@ def test_a_resumed_run_ends_with_the_weights_of_an_uninterrupted_run(patches, tm
     monkeypatch.setattr(monai_cmri.engines.trainer_state, "set_rng_state", lambda state: None)
     different, ran = train(patches, tmp_path / "no_rng")
     assert ran == [2] and not all(torch.equal(different[name], value) for name, value in straight.items())
+
+
+def test_a_model_saved_after_the_last_trainer_state_stays_the_best(patches, tmp_path, caplog):
+    """Killed after epoch 3 saved a better model.pt but before epoch 3's trainer state was written."""
+    pytest.importorskip("tensorboard")
+    out = tmp_path / "cvae"
+    with pytest.raises(Killed):
+        train(patches, out, crash_at=3, epochs=3)
+    models = out / "models"
+    record = json.loads((models / "model.json").read_text())["key_metric"]
+    state = torch.load(models / "trainer_state.pt", map_location="cpu", weights_only=True)
+    assert record["epoch"] == 3 and state["epoch"] == 2 and state["best"]["evaluator"]["value"] > record["value"]
+    before = {name: (models / name).read_bytes() for name in ("model.pt", "model.json")}
+    with caplog.at_level(logging.INFO, logger="monai_cmri.engines"):
+        _, ran = train(patches, out, epochs=3)
+    assert ran == [3]
+    assert f"holds val_loss {record['value']:.6g} of epoch 3, saved after the last trainer state" in caplog.text
+    # Epoch 3 again gives the same model, not a better one: nothing is written.
+    assert {name: (models / name).read_bytes() for name in before} == before
+    state = torch.load(models / "trainer_state.pt", map_location="cpu", weights_only=True)
+    assert state["epoch"] == 3 and state["best"]["evaluator"] == {**record, "name": "val_loss"}

@@ -35,11 +35,16 @@ def tiny(channels=(4, 8), seed=0, num_res_blocks=1, norm_num_groups=4, latent_ch
     )
 
 
-def validated(epochs_and_losses) -> Engine:
-    """An engine whose epochs end with the given losses, tracking the best as MONAI's workflows do."""
+def validated(epochs_and_losses, best=(-1, -1)) -> Engine:
+    """An engine whose epochs end with the given losses, tracking the best as MONAI's workflows do.
+
+    ``best``: ``(value, epoch)`` of the best so far, as restored on resume.
+    """
     losses = dict(epochs_and_losses)
     engine = Engine(lambda engine, batch: None)
-    engine.state.best_metric, engine.state.best_metric_epoch, engine.state.key_metric_name = -1, -1, "val_loss"
+    engine.metric_cmp_fn = lambda current, best: current < best
+    engine.state.best_metric, engine.state.best_metric_epoch = best
+    engine.state.key_metric_name = "val_loss"
 
     @engine.on(Events.EPOCH_COMPLETED)
     def compare(engine):
@@ -169,3 +174,32 @@ def test_not_a_state_dict(tmp_path):
     path.write_bytes(b"not a checkpoint")
     with pytest.raises(OSError, match="model.pt"):
         load_weights(tiny(), path)
+
+
+def test_a_model_saved_after_the_last_trainer_state_stays_the_best(tmp_path):
+    """Killed between saving epoch 3's better model and epoch 3's trainer state (best: epoch 2)."""
+    network = tiny()
+    engine = validated({1: 0.5, 2: 0.4, 3: 0.3})
+    BestModelSaver(tmp_path, network).attach(engine)
+    engine.run([0], max_epochs=3)
+    weights = (tmp_path / "model.pt").read_bytes()
+
+    # The resumed run restores the best of epoch 2 and validates epoch 3 again, a little worse.
+    with torch.no_grad():
+        network.embedding.weight.add_(1.0)
+    resumed = validated({3: 0.35, 4: 0.32, 5: 0.2}, best=(0.4, 2))
+    BestModelSaver(tmp_path, network).attach(resumed)
+    resumed.load_state_dict({"epoch": 2, "max_epochs": 4, "epoch_length": 1})
+    resumed.run([0])
+    assert (resumed.state.best_metric, resumed.state.best_metric_epoch) == (0.3, 3)
+    assert (tmp_path / "model.pt").read_bytes() == weights  # neither 0.35 nor 0.32 beat 0.3
+    resumed.state.max_epochs = 5
+    resumed.run([0])
+    record = json.loads((tmp_path / "model.json").read_text())
+    assert record["key_metric"] == {"name": "val_loss", "value": 0.2, "epoch": 5}
+
+    # A fresh run (no best restored) replaces the model of an earlier run at its first epoch.
+    fresh = validated({1: 0.9})
+    BestModelSaver(tmp_path, network).attach(fresh)
+    fresh.run([0], max_epochs=1)
+    assert json.loads((tmp_path / "model.json").read_text())["key_metric"]["epoch"] == 1

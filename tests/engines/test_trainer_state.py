@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import logging
+import os
 import random
+import subprocess
 
 import numpy as np
 import pytest
@@ -11,6 +13,7 @@ import torch
 from ignite.engine import Engine, Events
 from torch import nn
 
+from monai_cmri.atomic import temporary_path
 from monai_cmri.engines import TrainerState, rng_state, set_rng_state
 
 EPOCHS, BATCHES = 4, 3
@@ -36,8 +39,8 @@ class Run:
         self.engine.add_event_handler(Events.EPOCH_COMPLETED, lambda engine: self.scheduler.step())
         self.epochs, self.ran = epochs, []
         self.engine.add_event_handler(Events.EPOCH_STARTED, lambda engine: self.ran.append(engine.state.epoch))
-        objects = {"network": self.network, "optimizer": self.optimizer, "lr_scheduler": self.scheduler, "ema": self.ema}
-        self.state = TrainerState(path, objects, **kwargs)
+        objects = {"network": self.network, "optimizer": self.optimizer, "lr_scheduler": self.scheduler}
+        self.state = TrainerState(path, {**objects, "ema": self.ema}, **kwargs)
         self.state.attach(self.engine)
         torch.manual_seed(seed), np.random.seed(seed), random.seed(seed)
 
@@ -111,7 +114,8 @@ def assert_gone(path) -> None:
 def test_the_evaluator_best_metric_is_restored(tmp_path):
     path = tmp_path / "state.pt"
     evaluator = Engine(lambda engine, batch: None)
-    evaluator.state.best_metric, evaluator.state.best_metric_epoch, evaluator.state.key_metric_name = 0.25, 2, "val_loss"
+    evaluator.state.best_metric, evaluator.state.best_metric_epoch = 0.25, 2
+    evaluator.state.key_metric_name = "val_loss"
     Run(path, evaluator=evaluator).run(stop_after=2)
     restored = Engine(lambda engine, batch: None)
     restored.state.best_metric, restored.state.best_metric_epoch = -1, -1
@@ -156,3 +160,13 @@ def test_an_unreadable_state_is_named(tmp_path):
 def test_objects_without_a_state_dict_are_refused(tmp_path):
     with pytest.raises(ValueError, match="'ema' has no state_dict"):
         TrainerState(tmp_path / "state.pt", {"ema": object()})
+
+
+def test_a_temporary_file_of_a_killed_writer_is_removed(tmp_path):
+    path = tmp_path / "state.pt"
+    finished = subprocess.Popen(["true"])
+    finished.wait()
+    stale = temporary_path(path).with_name(temporary_path(path).name.replace(f".{os.getpid()}.", f".{finished.pid}."))
+    stale.write_bytes(b"half a state")
+    Run(path).run(stop_after=1)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.pt"]
