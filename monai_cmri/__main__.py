@@ -73,6 +73,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = [arg for arg in args if arg != _DEBUG_FLAG]
     prefix = " ".join(["monai_cmri", *(arg for arg in args[:1] if not arg.startswith("-"))])
     try:
+        _thread_policy()
         fire.Fire(COMMANDS, command=args, name="monai_cmri")
     except KeyboardInterrupt:
         if debug:
@@ -86,6 +87,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         _close_progress_bars()
         print(f"{prefix}: error: {error_message(error)}", file=sys.stderr)
         sys.exit(EXIT_USAGE if isinstance(error, commands.UsageError) else EXIT_FAILURE)
+
+
+def _thread_policy() -> None:
+    """One CPU thread per process unless ``OMP_NUM_THREADS`` / ``MKL_NUM_THREADS`` ask for more.
+
+    Set in the environment before torch is imported, so torch, BLAS and every child process (worker
+    pools, bundle runs) start with it; see :mod:`monai_cmri.threads` for the measurements behind it.
+    """
+    from monai_cmri.threads import THREAD_VARIABLES, resolve_threads
+
+    count = resolve_threads("auto")
+    for name in THREAD_VARIABLES:
+        os.environ.setdefault(name, str(count))
 
 
 def _close_progress_bars() -> None:

@@ -417,7 +417,7 @@ def preprocess(
             (the simulator writes one), else the shipped fastMRI+ release.
         file_list: the reviewed-files list; by default ``brain_file_list.csv`` beside the CSV.
         seed: seed of the patch positions and of the splits.
-        workers: volumes processed in parallel (processes); torch threads are shared among them.
+        workers: volumes processed in parallel, by processes of one torch thread each.
         shard: this machine's shard index in ``[0, num_shards)``; volumes are dealt out by sorted
             name, ``shard::num_shards``.
         num_shards: number of machines sharing the work; with more than one, run :func:`merge`
@@ -474,7 +474,8 @@ def preprocess(
 
         keys: dict[str, str] = {}
         jobs, stale = [], []
-        threads = max(1, (os.cpu_count() or 1) // max(workers, 1)) if workers > 1 else 0
+        # Worker processes of one thread each: no OpenMP barrier waits on a shared CPU (monai_cmri.threads).
+        threads = 1 if workers > 1 else 0
         for path in files[shard::num_shards]:
             name = volume_name(path)
             if classes[name] == "excluded":

@@ -30,9 +30,6 @@ import os
 from collections.abc import Mapping
 from pathlib import Path
 
-import torch
-from threadpoolctl import threadpool_limits
-
 __all__ = ["THREAD_VARIABLES", "available_cpus", "resolve_threads", "apply_thread_policy", "pool_workers"]
 
 #: Environment variables that set a thread count explicitly, read in this order.
@@ -111,6 +108,9 @@ def apply_thread_policy(threads: int | str | None = "auto", *, export: bool = Tr
         >>> apply_thread_policy(2, export=False)
         2
     """
+    import torch
+    from threadpoolctl import threadpool_limits
+
     count = resolve_threads(threads)
     torch.set_num_threads(count)
     try:
