@@ -6,21 +6,30 @@ whole operation until the scheduler gives it a core again. One thread per proces
 a barrier. Parallelism then comes from worker processes of one thread each, which the scheduler
 shares out like any other job.
 
-Measured on the project's 2-core machine with ``scripts/bench/threads.py --quick`` (medians of 2,
-2026-11-30, 1-minute load 1.5-1.7 before the competing process; the machine is shared):
+Measured with ``scripts/bench/threads.py`` on the project's 2-core machine, 2026-11-30, while other
+jobs shared it (``docs/performance.md`` has the output). Ratio of the median time with 2 threads to
+the median with 1 thread; "quiet" starts no competitor, "+1 busy" runs one Python busy loop beside:
 
-========================================================  ===========  =====================
-2 threads / 1 thread                                      quiet        beside one busy process
-========================================================  ===========  =====================
-ESPIRiT ``combine_volume``, 2 slices x 16 coils           0.64         7.8
-``ComplexCVAE`` CPU profile, 2 steps of batch 16          0.58         3.6
-========================================================  ===========  =====================
+=========================  ============  ==============  ============  ==============  ==========
+run (1-minute load)        ESPIRiT       ESPIRiT         cvae quiet    cvae +1 busy    total
+                           quiet         +1 busy
+=========================  ============  ==============  ============  ==============  ==========
+``--quick`` (1.5-4.6)      0.64          7.8             0.58          3.6             2.6 min
+``--quick`` (1.4-3.2)      2.5           5.2             0.63          2.1             1.8 min
+default (2.3-3.2)          0.60          1.7             1.4           2.9             4.7 min
+default (3.7-6.9)          6.1           7.0             3.8           2.9             16.5 min
+=========================  ============  ==============  ============  ==============  ==========
 
-Two threads win at most 1.7x on an idle machine and lose several-fold as soon as one other
-process wants a core; the main job took 58.5 min with torch's default threads under load 3-6
-and 12.1 min with ``OMP_NUM_THREADS=1``. ``"auto"`` therefore means one thread unless the user
-asks for more. Machines with many idle cores were not measured; there, ask for more threads
-explicitly (``OMP_NUM_THREADS=8`` or ``threads=8``) or use more worker processes.
+ESPIRiT is ``combine_volume`` of a simulated 16-coil 640 x 320 volume (2 slices for ``--quick``,
+4 by default); cvae is 2 or 3 training steps of :class:`~monai_cmri.networks.ComplexCVAE` at the
+CPU profile, batch 16, 96 x 96. Two threads win at most 1.7x (0.58-0.64), and only while nothing
+else runs; as soon as one other process wants a core they lose 1.7x to 7.8x, single runs up to 9x
+(ESPIRiT 110 s against 12 s). The main job took 58.5 min with torch's default threads under load
+3-6 and 12.1 min with ``OMP_NUM_THREADS=1``. ``"auto"`` therefore means one thread unless the user
+asks for more. It does not switch to more threads when the load average is low: the load changed
+from 0.8 to 3 within a minute in these runs, and a job outlasts any reading of it. Machines with
+many idle cores were not measured; there, ask for more threads explicitly (``OMP_NUM_THREADS=8``
+or ``threads=8``) or use more worker processes.
 """
 
 from __future__ import annotations
@@ -126,6 +135,11 @@ def apply_thread_policy(threads: int | str | None = "auto", *, export: bool = Tr
 
 def pool_workers(workers: int | str | None = "auto", jobs: int | None = None) -> int:
     """Processes for a pool whose workers run one thread each.
+
+    On the shared 2-core machine (``scripts/bench/threads.py``), two one-thread processes combining
+    a volume each took 0.79-0.83 of the time per volume of one process beside a busy process, and
+    1.10-1.29 of it when other jobs already filled both cores (load 2.3-6.9): a pool takes a larger
+    share of a contended CPU but cannot add cores that others use. An idle machine was not measured.
 
     Args:
         workers: ``"auto"`` or None: one per CPU of :func:`available_cpus`; a positive int (or its

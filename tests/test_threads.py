@@ -26,10 +26,16 @@ print(json.dumps({"returned": counts, "torch": torch.get_num_threads(), "interop
 """
 
 
-def probe(values: list[int | str], **env: str) -> dict:
+def environment(**env: str) -> dict[str, str]:
+    """This process's environment without thread variables, with ``env`` and the repository on the path."""
     environ = {k: v for k, v in os.environ.items() if k not in THREAD_VARIABLES} | env
     root = str(Path(__file__).resolve().parents[1])
     environ["PYTHONPATH"] = os.pathsep.join(filter(None, [root, environ.get("PYTHONPATH")]))
+    return environ
+
+
+def probe(values: list[int | str], **env: str) -> dict:
+    environ = environment(**env)
     command = [sys.executable, "-c", PROBE, json.dumps(values)]
     done = subprocess.run(command, env=environ, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
@@ -72,6 +78,14 @@ def test_apply_sets_torch_blas_and_children_environment():
     assert user["returned"] == [2] and user["torch"] == 2 and user["interop"] == 2 and user["env"] == ["2", "2"]
     # numpy's OpenBLAS is set to 2; scipy's reads the environment and caps it at the cores it finds.
     assert 2 in user["blas"] and set(user["blas"]) <= {1, 2}
+
+
+def test_resolving_imports_no_torch():
+    # The command line resolves the count and exports it before torch loads, so that OpenMP starts with it.
+    code = "import sys; from monai_cmri.threads import resolve_threads; resolve_threads(); print('torch' in sys.modules)"
+    done = subprocess.run([sys.executable, "-c", code], env=environment(), capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "False"
 
 
 def test_available_cpus_honours_a_cgroup_quota(tmp_path, monkeypatch):

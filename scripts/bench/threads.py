@@ -12,8 +12,9 @@ purpose), and prints medians and the ratios 2-thread / 1-thread and competing / 
 - ``espirit, 2 processes x 1 thread``: the same volume combined by two one-thread worker
   processes at once (the preprocessing's pool), time per volume.
 
-The 1-minute load average (``os.getloadavg``) is printed with every measurement: other jobs on a
-shared machine add to both cases.
+"quiet" means that the benchmark starts no competitor; other jobs on a shared machine still run
+and add to both cases, so the 1-minute load average (``os.getloadavg``) is printed with every
+measurement and summarised with the medians.
 
 Usage (from the repository root, with the package installed or ``PYTHONPATH=.``)::
 
