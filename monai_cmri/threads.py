@@ -26,10 +26,10 @@ CPU profile, batch 16, 96 x 96. Two threads win at most 1.7x (0.58-0.64), and on
 else runs; as soon as one other process wants a core they lose 1.7x to 7.8x, single runs up to 9x
 (ESPIRiT 110 s against 12 s). The main job took 58.5 min with torch's default threads under load
 3-6 and 12.1 min with ``OMP_NUM_THREADS=1``. ``"auto"`` therefore means one thread unless the user
-asks for more. It does not switch to more threads when the load average is low: the load changed
-from 0.8 to 3 within a minute in these runs, and a job outlasts any reading of it. Machines with
-many idle cores were not measured; there, ask for more threads explicitly (``OMP_NUM_THREADS=8``
-or ``threads=8``) or use more worker processes.
+asks for more. It does not switch to more threads when the load average is low: a job outlasts
+any reading of it (the same 2-thread ESPIRiT took 1.25 s and, a minute later, 12.5 s, at a load
+of 1.4-2.1). Machines with many idle cores were not measured; there, ask for more threads
+explicitly (``OMP_NUM_THREADS=8`` or ``threads=8``) or use more worker processes.
 """
 
 from __future__ import annotations

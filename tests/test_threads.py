@@ -82,7 +82,7 @@ def test_apply_sets_torch_blas_and_children_environment():
 
 def test_resolving_imports_no_torch():
     # The command line resolves the count and exports it before torch loads, so that OpenMP starts with it.
-    code = "import sys; from monai_cmri.threads import resolve_threads; resolve_threads(); print('torch' in sys.modules)"
+    code = "import sys, monai_cmri.threads as t; t.resolve_threads(); print('torch' in sys.modules)"
     done = subprocess.run([sys.executable, "-c", code], env=environment(), capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     assert done.stdout.strip() == "False"
