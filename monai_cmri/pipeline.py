@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -144,7 +145,13 @@ def run_cvae(
     for stage, (run_id, config_file) in runs.items():
         if on_stage is not None:
             on_stage(stage)
-        run(run_id, config_file=config_file, logging_file=logging_file, **overrides)
+        # The main job has just remade the patch files, so its training starts afresh rather than
+        # resuming a state made from the previous patches; the bundle run alone resumes by default.
+        extra_overrides = {"resume": False} if stage == "train" else {}
+        with warnings.catch_warnings():
+            # MONAI warns once per config file that it parses one; these are the repository's own.
+            warnings.filterwarnings("ignore", message="parsing config_file", category=UserWarning)
+            run(run_id, config_file=config_file, logging_file=logging_file, **overrides, **extra_overrides)
     table = output_dir / "reconstruction.md"
     if not table.is_file():
         raise OSError(f"{table}: the evaluation wrote no table")
