@@ -18,7 +18,7 @@ measurement and summarised with the medians.
 
 Usage (from the repository root, with the package installed or ``PYTHONPATH=.``)::
 
-    python scripts/bench/threads.py            # 3 repeats, a few minutes
+    python scripts/bench/threads.py            # 3 repeats: 5 min at load 2-3, 16 min at load 4-7
     python scripts/bench/threads.py --quick    # 2 slices, 2 steps, 2 repeats
 """
 
@@ -104,10 +104,8 @@ def cvae(batch: dict[str, torch.Tensor], steps: int) -> Callable[[], object]:
     return run
 
 
-def _pool_job(path: str) -> float:
-    start = time.perf_counter()
+def _pool_job(path: str) -> None:
     espirit(Path(path))()
-    return time.perf_counter() - start
 
 
 def pooled(pool: ProcessPoolExecutor, path: Path, workers: int) -> Callable[[], float]:
@@ -138,7 +136,7 @@ def main(
         coils: receive coils of the simulated volume.
         steps: training steps per ``cvae`` measurement.
         batch_size: patches per training step.
-        pool: also time two one-thread worker processes (``espirit`` only).
+        pool: also time one one-thread worker process per CPU (``espirit`` only).
         quick: 2 slices, 2 steps, 2 repeats, no pool.
     """
     if quick:
