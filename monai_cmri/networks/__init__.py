@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from monai_cmri.networks.blocks import FiLM, FiLMResBlock
-from monai_cmri.networks.nets import ComplexCVAE
+from monai_cmri.networks.nets import ComplexCVAE, FlowUNet
 
-__all__ = ["FiLM", "FiLMResBlock", "ComplexCVAE"]
+__all__ = ["FiLM", "FiLMResBlock", "ComplexCVAE", "FlowUNet"]

@@ -1,7 +1,8 @@
-"""Networks: the sequence-conditioned complex VAE."""
+"""Networks: the sequence-conditioned complex VAE and the conditional U-Net of latent flow matching."""
 
 from __future__ import annotations
 
 from monai_cmri.networks.nets.cvae import ComplexCVAE
+from monai_cmri.networks.nets.flow_unet import CLASS_NULL, CLASS_TOKENS, SEQUENCE_NULL, TIME_SCALE, FlowUNet
 
-__all__ = ["ComplexCVAE"]
+__all__ = ["ComplexCVAE", "FlowUNet", "SEQUENCE_NULL", "CLASS_TOKENS", "CLASS_NULL", "TIME_SCALE"]
