@@ -1,0 +1,20 @@
+"""Latent flow matching (paper 2.3): the linear path, training times, ODE solvers and guidance.
+
+The time convention (``t = 0`` noise, ``t = 1`` data, velocity ``x_1 - eps``) lives in
+:mod:`monai_cmri.flow.path`; everything else here follows it.
+"""
+
+from __future__ import annotations
+
+from monai_cmri.flow.path import broadcast_time, interpolate, target_velocity
+from monai_cmri.flow.timesteps import from_monai_timesteps, sample_logit_normal, sample_uniform, to_monai_timesteps
+
+__all__ = [
+    "broadcast_time",
+    "from_monai_timesteps",
+    "interpolate",
+    "sample_logit_normal",
+    "sample_uniform",
+    "target_velocity",
+    "to_monai_timesteps",
+]
