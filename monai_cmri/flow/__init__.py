@@ -7,14 +7,20 @@ The time convention (``t = 0`` noise, ``t = 1`` data, velocity ``x_1 - eps``) li
 from __future__ import annotations
 
 from monai_cmri.flow.path import broadcast_time, interpolate, target_velocity
+from monai_cmri.flow.solvers import VelocityField, euler, heun, midpoint, time_grid
 from monai_cmri.flow.timesteps import from_monai_timesteps, sample_logit_normal, sample_uniform, to_monai_timesteps
 
 __all__ = [
+    "VelocityField",
     "broadcast_time",
+    "euler",
     "from_monai_timesteps",
+    "heun",
     "interpolate",
+    "midpoint",
     "sample_logit_normal",
     "sample_uniform",
     "target_velocity",
+    "time_grid",
     "to_monai_timesteps",
 ]
