@@ -94,7 +94,9 @@ class ClassifierFreeGuidance:
         """
         batch = _batch_size(self.cond)
         if x.shape[0] != batch or t.shape != (batch,):
-            raise ValueError(f"expected x of batch {batch} and t of shape ({batch},), got {tuple(x.shape)} and {tuple(t.shape)}")
+            raise ValueError(
+                f"expected x of batch {batch} and t of shape ({batch},), got {tuple(x.shape)} and {tuple(t.shape)}"
+            )
         guided = self.guided(t)
         if not bool(guided.any()):
             self.nfe += 1

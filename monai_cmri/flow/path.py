@@ -41,7 +41,9 @@ def broadcast_time(t: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 
 def _check_pair(x_0: torch.Tensor, x_1: torch.Tensor) -> None:
     if x_0.shape != x_1.shape:
-        raise ValueError(f"expected noise x_0 and data x_1 of the same shape, got {tuple(x_0.shape)} and {tuple(x_1.shape)}")
+        raise ValueError(
+            f"expected noise x_0 and data x_1 of the same shape, got {tuple(x_0.shape)} and {tuple(x_1.shape)}"
+        )
     if x_0.ndim < 2:
         raise ValueError(f"expected x_0 and x_1 of shape (B, C, ...), got {tuple(x_0.shape)}")
 

@@ -54,7 +54,9 @@ def time_grid(
 
 def _check_grid(times: torch.Tensor) -> None:
     if not torch.is_tensor(times) or times.ndim != 1 or times.numel() < 2 or not times.is_floating_point():
-        raise ValueError(f"expected a floating 1-D time grid with at least 2 points, got {getattr(times, 'shape', times)!r}")
+        raise ValueError(
+            f"expected a floating 1-D time grid with at least 2 points, got {getattr(times, 'shape', times)!r}"
+        )
     if not bool((times[1:] > times[:-1]).all()):
         raise ValueError("expected a strictly increasing time grid")
     if times[0] < 0 or times[-1] > 1:

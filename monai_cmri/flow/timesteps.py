@@ -119,6 +119,7 @@ def from_monai_timesteps(timesteps: torch.Tensor, num_train_timesteps: int = 100
         raise ValueError(f"expected timesteps to be a tensor, got {type(timesteps).__name__}")
     if timesteps.numel() and (timesteps.min() < 0 or timesteps.max() > num_train_timesteps):
         raise ValueError(
-            f"expected timesteps in [0, {num_train_timesteps}], got [{timesteps.min().item()}, {timesteps.max().item()}]"
+            f"expected timesteps in [0, {num_train_timesteps}], "
+            f"got [{timesteps.min().item()}, {timesteps.max().item()}]"
         )
     return 1 - timesteps.float() / num_train_timesteps

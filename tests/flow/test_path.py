@@ -22,7 +22,8 @@ def test_interpolate_matches_the_formula_per_sample():
 
 def test_target_is_the_time_derivative_of_the_path():
     g = torch.Generator().manual_seed(1)
-    x_0, x_1 = torch.randn(2, 2, 4, 4, generator=g, dtype=torch.float64), torch.randn(2, 2, 4, 4, generator=g, dtype=torch.float64)
+    x_0 = torch.randn(2, 2, 4, 4, generator=g, dtype=torch.float64)
+    x_1 = torch.randn(2, 2, 4, 4, generator=g, dtype=torch.float64)
     t, h = torch.tensor([0.2, 0.7], dtype=torch.float64), 1e-6
     finite_difference = (interpolate(x_0, x_1, t + h) - interpolate(x_0, x_1, t - h)) / (2 * h)
     torch.testing.assert_close(finite_difference, target_velocity(x_0, x_1))

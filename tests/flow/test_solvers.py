@@ -32,7 +32,9 @@ def test_constant_velocity_is_integrated_exactly_with_exact_nfe(name):
 
 
 @pytest.mark.parametrize("name", ["midpoint", "heun"])
-@pytest.mark.parametrize("times", [time_grid(3, torch.float64), torch.tensor([0.0, 0.1, 0.45, 0.5, 1.0], dtype=torch.float64)])
+@pytest.mark.parametrize(
+    "times", [time_grid(3, torch.float64), torch.tensor([0.0, 0.1, 0.45, 0.5, 1.0], dtype=torch.float64)]
+)
 def test_second_order_solvers_are_exact_for_velocity_affine_in_time(name, times):
     a, b = 0.7, -1.9  # v = a + b t  =>  x(1) = x(0) + a + b / 2
     x_0 = torch.randn(3, 2, 4, 4, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
