@@ -83,12 +83,7 @@ def euler(velocity: VelocityField, x_0: torch.Tensor, times: torch.Tensor) -> tu
     Raises:
         ValueError: if the grid is not 1-D, strictly increasing and inside [0, 1].
     """
-    _check_grid(times)
-    x, nfe = x_0, 0
-    for t, t_next in zip(times[:-1], times[1:]):
-        x = x + (t_next - t) * velocity(x, _batch_time(t, x))
-        nfe += 1
-    return x, nfe
+    return _integrate(_euler_step, 1, velocity, x_0, times)
 
 
 def midpoint(velocity: VelocityField, x_0: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -107,14 +102,7 @@ def midpoint(velocity: VelocityField, x_0: torch.Tensor, times: torch.Tensor) ->
     Raises:
         ValueError: if the grid is not 1-D, strictly increasing and inside [0, 1].
     """
-    _check_grid(times)
-    x, nfe = x_0, 0
-    for t, t_next in zip(times[:-1], times[1:]):
-        h = t_next - t
-        x_half = x + 0.5 * h * velocity(x, _batch_time(t, x))
-        x = x + h * velocity(x_half, _batch_time(t + 0.5 * h, x))
-        nfe += 2
-    return x, nfe
+    return _integrate(_midpoint_step, 2, velocity, x_0, times)
 
 
 def heun(velocity: VelocityField, x_0: torch.Tensor, times: torch.Tensor) -> tuple[torch.Tensor, int]:
@@ -134,13 +122,36 @@ def heun(velocity: VelocityField, x_0: torch.Tensor, times: torch.Tensor) -> tup
     Raises:
         ValueError: if the grid is not 1-D, strictly increasing and inside [0, 1].
     """
+    return _integrate(_heun_step, 2, velocity, x_0, times)
+
+
+def _integrate(
+    step: Callable[[VelocityField, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor],
+    calls: int,
+    velocity: VelocityField,
+    x_0: torch.Tensor,
+    times: torch.Tensor,
+) -> tuple[torch.Tensor, int]:
+    """Apply a one-step rule on every interval of the grid; ``calls`` evaluations of ``v`` per step."""
     _check_grid(times)
-    x, nfe = x_0, 0
+    x = x_0
     for t, t_next in zip(times[:-1], times[1:]):
-        h = t_next - t
-        d = velocity(x, _batch_time(t, x))
-        x_euler = x + h * d
-        d_next = velocity(x_euler, _batch_time(t_next, x))
-        x = x + 0.5 * h * (d + d_next)
-        nfe += 2
-    return x, nfe
+        x = step(velocity, x, t, t_next)
+    return x, calls * (times.numel() - 1)
+
+
+def _euler_step(velocity: VelocityField, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor) -> torch.Tensor:
+    return x + (t_next - t) * velocity(x, _batch_time(t, x))
+
+
+def _midpoint_step(velocity: VelocityField, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor) -> torch.Tensor:
+    h = t_next - t
+    x_half = x + 0.5 * h * velocity(x, _batch_time(t, x))
+    return x + h * velocity(x_half, _batch_time(t + 0.5 * h, x))
+
+
+def _heun_step(velocity: VelocityField, x: torch.Tensor, t: torch.Tensor, t_next: torch.Tensor) -> torch.Tensor:
+    h = t_next - t
+    d = velocity(x, _batch_time(t, x))
+    d_next = velocity(x + h * d, _batch_time(t_next, x))
+    return x + 0.5 * h * (d + d_next)
