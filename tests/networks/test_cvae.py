@@ -13,15 +13,6 @@ from monai_cmri.networks.nets import ComplexCVAE
 SMALL = {"channels": (8, 16), "num_res_blocks": 1, "norm_num_groups": 4, "cond_dim": 8}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    # Tiny convolutions run fastest on one thread, and far slower when threads compete for cores.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small(**kwargs) -> ComplexCVAE:
     torch.manual_seed(0)
     return ComplexCVAE(**{**SMALL, **kwargs})

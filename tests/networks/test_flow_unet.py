@@ -18,14 +18,6 @@ SMALL = {
 }
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def small(seed: int = 0, perturb: bool = False, **kwargs) -> FlowUNet:
     """A small network; ``perturb`` moves every weight off its initialisation.
 
