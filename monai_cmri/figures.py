@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Mapping, Sequence
 
 import numpy as np
 
+from monai_cmri.atomic import temporary_path
 from monai_cmri.data.summary import nominal_field
 
 if TYPE_CHECKING:
@@ -206,7 +207,7 @@ def _save(fig, out: Path) -> Path:
     import matplotlib.pyplot as plt
 
     out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.with_name(out.name + ".tmp")
+    tmp = temporary_path(out)
     try:
         fig.savefig(tmp, dpi=110, format="png")
         os.replace(tmp, out)

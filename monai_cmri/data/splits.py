@@ -36,6 +36,7 @@ from pathlib import Path
 
 import numpy as np
 
+from monai_cmri.atomic import write_text
 from monai_cmri.data.sequences import SEQUENCES, sequence_from_name
 
 __all__ = [
@@ -169,12 +170,7 @@ def write_splits(
         "counts": {split: sum(1 for value in splits.values() if value == split) for split in SPLITS},
         "volumes": dict(sorted(splits.items())),
     }
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(json.dumps(content, indent=1) + "\n", encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_text(path, json.dumps(content, indent=1) + "\n")
 
 
 def read_splits(path: str | os.PathLike[str]) -> dict[str, str]:

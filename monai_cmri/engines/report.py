@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from monai_cmri.atomic import temporary_path, write_text
 from monai_cmri.transforms.complex import channels_to_complex
 
 __all__ = ["TABLE_COLUMNS", "markdown_table", "write_reconstruction_table", "reconstruction_figure"]
@@ -140,7 +141,7 @@ def reconstruction_figure(
                 ax.set_axis_off()
                 fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04).ax.tick_params(labelsize=6)
     fig.tight_layout()
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    temporary = temporary_path(path)
     try:
         fig.savefig(temporary, format="png", dpi=100)
         os.replace(temporary, path)
@@ -164,9 +165,4 @@ def _pm(mean: float, std: float, digits: int) -> str:
 
 def _replace_text(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    temporary = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        temporary.write_text(text, encoding="utf-8")
-        os.replace(temporary, path)
-    finally:
-        temporary.unlink(missing_ok=True)
+    write_text(path, text)

@@ -1,8 +1,9 @@
 """Write simulated volumes as fastMRI brain HDF5 files plus fastMRI+ CSVs (README "The data it expects").
 
 Files are byte-identical across runs with the same seed: datasets are written without
-creation times and attributes in a fixed order. Every file is written to ``name.tmp`` and
-renamed, so an interrupted run leaves no half-written file under a final name.
+creation times and attributes in a fixed order. Every file is written under a temporary name
+(:func:`monai_cmri.atomic.temporary_path`) and renamed, so an interrupted run leaves no
+half-written file under a final name.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import h5py
 import numpy as np
 from tqdm.auto import tqdm
 
+from monai_cmri.atomic import temporary_path, write_text
 from monai_cmri.simulate.boxes import CSV_HEADER, Annotation
 from monai_cmri.simulate.cohort import plan_volume
 from monai_cmri.simulate.volume import SimulatedVolume, simulate_volume
@@ -73,7 +75,7 @@ def write_volume(volume: SimulatedVolume, out_dir: str | Path) -> Path:
     if not directory.is_dir():
         raise OSError(f"{directory}: output directory does not exist")
     path = directory / f"{volume.spec.name}.h5"
-    tmp = path.with_name(path.name + ".tmp")
+    tmp = temporary_path(path)
     try:
         with h5py.File(tmp, "w", libver=("earliest", "v110"), track_order=False) as f:
             f.create_dataset("ismrmrd_header", data=np.bytes_(volume.header.to_xml()), track_times=False)
@@ -89,13 +91,7 @@ def write_volume(volume: SimulatedVolume, out_dir: str | Path) -> Path:
 
 
 def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(text, encoding="utf-8", newline="")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_text(path, text)
 
 
 def write_annotations(
