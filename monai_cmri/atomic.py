@@ -17,6 +17,7 @@ written here for that reason.
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import os
 import shutil
@@ -43,6 +44,7 @@ __all__ = [
     "is_disk_full",
     "disk_full_error",
     "free_bytes",
+    "file_sha256",
 ]
 
 _HOST = socket.gethostname().replace(".", "_") or "host"
@@ -147,6 +149,22 @@ def disk_full_error(error: BaseException, path: str | os.PathLike[str], needed: 
     if isinstance(error, DiskFullError):
         return error
     return DiskFullError(path, needed, detail=f"{type(error).__name__}: {str(error).splitlines()[0][:200]}")
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    """SHA-256 of a file's bytes, read 1 MiB at a time.
+
+    Raises:
+        FileNotFoundError: naming the file, if there is none.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def free_bytes(path: str | os.PathLike[str]) -> int | None:

@@ -23,7 +23,6 @@ Files are written under a temporary name and renamed when complete.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
@@ -35,6 +34,7 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
+from monai_cmri.atomic import file_sha256
 from monai_cmri.data.dataset import (
     ArrayFileDataset,
     ArrayWriter,
@@ -397,8 +397,4 @@ def _describe_network(network: nn.Module) -> dict[str, Any]:
 def _sha256(path: Path) -> str:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such checkpoint")
-    digest = hashlib.sha256()
-    with path.open("rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
+    return file_sha256(path)

@@ -19,7 +19,6 @@ network has.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -32,7 +31,7 @@ import torch
 from ignite.engine import Engine, Events
 from torch import nn
 
-from monai_cmri.atomic import atomic_write, remove_stale_temporaries, write_json
+from monai_cmri.atomic import atomic_write, file_sha256, remove_stale_temporaries, write_json
 
 __all__ = ["load_weights", "BestModelSaver", "read_record", "record_path", "network_sizes", "state_dict_sizes"]
 
@@ -321,11 +320,7 @@ def _describe(sizes: Mapping[str, Any], keys: list[str]) -> str:
 
 
 def _sha256(path: Path) -> str | None:
-    digest = hashlib.sha256()
     try:
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        return file_sha256(path)
     except OSError:
         return None
-    return digest.hexdigest()
