@@ -383,13 +383,15 @@ def _changes(old: Mapping[str, Any], new: Mapping[str, Any]) -> str:
     return ", ".join(dict.fromkeys(said)) or "another key"
 
 
-def _existing_key(target: Path) -> tuple[str | None, dict[str, Any]]:
-    """The key and provenance recorded in a volume file; (None, {}) for a file without them."""
+def _staleness(target: Path, provenance: Mapping[str, Any]) -> str | None:
+    """Why an existing volume file cannot be reused for ``provenance``, in words; None when it can."""
     try:
         parameters = read_parameters(target)
     except (OSError, ValueError):
-        return None, {}
-    return parameters.get("key"), parameters.get("provenance") or {}
+        parameters = {}
+    if parameters.get("key") == provenance_key(provenance):
+        return None
+    return _changes(parameters.get("provenance") or {}, provenance)
 
 
 def preprocess(
@@ -488,12 +490,12 @@ def preprocess(
             keys[name] = provenance_key(provenance)
             target = volumes_dir / f"{name}.h5"
             if target.is_file():
-                key, before = _existing_key(target)
-                if key == keys[name]:
+                why = _staleness(target, provenance)
+                if why is None:
                     summary.skipped.append(name)
                     summary.patches[name] = _count(target)
                     continue
-                stale.append(f"{name}: {_changes(before, provenance)}")
+                stale.append(f"{name}: {why}")
             jobs.append((out, path, classes[name], seed, labels, backend, device, threads, provenance))
         if stale and not overwrite:
             raise StaleOutputError(
@@ -657,17 +659,16 @@ def preprocess_external(
                 "version": PREPROCESS_VERSION, "layout_version": LAYOUT_VERSION, "source": source_identity(path),
                 "label": label, "sequence": sequence, "inferior": inferior, "superior": superior, "backend": backend,
             }
-            key = provenance_key(provenance)
             if target.is_file():
-                found, before = _existing_key(target)
-                if found == key:
+                why = _staleness(target, provenance)
+                if why is None:
                     summary.skipped.append(name)
                     summary.patches[name] = _count(target)
                     wanted.append(target)
                     continue
                 if not overwrite:
                     raise StaleOutputError(
-                        f"{target}: made with other inputs or settings ({_changes(before, provenance)}); "
+                        f"{target}: made with other inputs or settings ({why}); "
                         "rerun with --overwrite to redo it, or choose another --out"
                     )
             try:
@@ -683,7 +684,7 @@ def preprocess_external(
             columns["slice"] = np.asarray(kept, dtype=np.int32)[columns["slice"]]
             write_patches(target, patches, columns, {"volume": name, "volume_class": label, "sequence": sequence,
                                                      "external": True, "slices": kept,
-                                                     "provenance": provenance, "key": key})
+                                                     "provenance": provenance, "key": provenance_key(provenance)})
             summary.done.append(name)
             summary.patches[name] = len(plan)
             wanted.append(target)
