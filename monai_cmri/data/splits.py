@@ -4,26 +4,28 @@ All patches of a volume share its split, so the split is drawn over volumes: 70/
 labeled classes (abnormal, normal) and 95/2.5/2.5 for unlabeled volumes. Excluded volumes are
 never patched and get no split.
 
-Rounding rule, per class of ``n`` volumes with fractions ``(train, val, test)``:
+Volumes are stratified by class x sequence: each (class, sequence) cell, the sequence read from
+the volume name (names without one form a cell of their own per class), is split on its own with
+its class's fractions, so every sequence of a class reaches val and test as soon as it has 3
+volumes, and the class as a whole keeps the paper's fractions up to the rounding of each cell.
+
+Rounding rule, per cell of ``n`` volumes with fractions ``(train, val, test)``:
 
 * ``n_val = round(val * n)`` and ``n_test = round(test * n)``, halves rounded up;
-* if ``n >= 3``, each with a positive fraction is at least 1 (so a class of 3 volumes splits
-  1/1/1 and 10 unlabeled ones 8/1/1: every class can be validated and tested), and the larger of
+* if ``n >= 3``, each with a positive fraction is at least 1 (so a cell of 3 volumes splits
+  1/1/1 and 10 unlabeled ones 8/1/1: every cell can be validated and tested), and the larger of
   the two, test on a tie, is cut back until at least one volume is left for training;
 * if ``n < 3``, every volume trains;
 * ``n_train`` is the rest.
 
-Within a class, the held-out (val + test) count is shared among sequences in proportion to their
-volume counts, then the test count among sequences in proportion to their held-out counts
-(stratified per sequence: each share is the floor or ceiling of its quota, and never more than
-the sequence has); which volumes of a sequence go where is a seeded shuffle. The random stream of
-a class depends only on the seed and the class, and volumes are taken in sorted order, so a split
-is reproduced from the seed whatever the input order, and adding unlabeled volumes does not move
-labeled ones.
+Which volumes of a cell go where is a seeded shuffle of its names in sorted order. The random
+stream of a cell depends only on the seed, the class and the sequence, so a split is reproduced
+from the seed whatever the input order, and adding volumes to one cell (unlabeled AXT2 volumes,
+say) moves no volume of any other cell.
 
 Why not scikit-learn: ``train_test_split(stratify=...)`` needs at least two volumes per stratum,
-rounds the test part up and the train part down with no floor per class, so it cannot give the
-tiny-class guarantee above; ``GroupShuffleSplit`` groups patches by volume, but the units here are
+rounds the test part up and the train part down with no floor per stratum, so it cannot give the
+small-cell guarantee above; ``GroupShuffleSplit`` groups patches by volume, but the units here are
 already volumes.
 """
 
@@ -37,7 +39,7 @@ from pathlib import Path
 import numpy as np
 
 from monai_cmri.atomic import write_text
-from monai_cmri.data.sequences import SEQUENCES, sequence_from_name
+from monai_cmri.data.sequences import sequence_from_name
 
 __all__ = [
     "SPLITS",
@@ -57,15 +59,15 @@ FRACTIONS: dict[str, tuple[float, float, float]] = {
     "normal": (0.70, 0.15, 0.15),
     "unlabeled": (0.95, 0.025, 0.025),
 }
-# Volumes of a class from which val and test each get at least one.
+# Volumes of a cell from which val and test each get at least one.
 _FLOOR_FROM = 3
 
 
 def split_sizes(n: int, fractions: tuple[float, float, float]) -> tuple[int, int, int]:
-    """``(n_train, n_val, n_test)`` for a class of ``n`` volumes (rounding rule of the module docstring).
+    """``(n_train, n_val, n_test)`` for a cell of ``n`` volumes (rounding rule of the module docstring).
 
     Args:
-        n: volumes in the class.
+        n: volumes in the cell (one class, one sequence).
         fractions: ``(train, val, test)``, non-negative, summing to 1.
 
     Raises:
@@ -88,13 +90,13 @@ def split_sizes(n: int, fractions: tuple[float, float, float]) -> tuple[int, int
 def split_volumes(
     classes: Mapping[str, str], seed: int, fractions: Mapping[str, tuple[float, float, float]] | None = None
 ) -> dict[str, str]:
-    """Assign every patched volume to train, val or test (paper 2.1.3).
+    """Assign every patched volume to train, val or test (paper 2.1.3), per (class, sequence) cell.
 
     Args:
         classes: ``{volume name: class}`` with classes "abnormal", "normal", "unlabeled" or
             "excluded" (:meth:`monai_cmri.data.annotations.Annotations.volume_classes`); the
             sequence is read from the name (``file_brain_{SEQUENCE}_...``), names without one form
-            their own stratum.
+            a cell of their own per class.
         seed: non-negative integer; the same seed and volumes give the same split.
         fractions: ``{class: (train, val, test)}``; default :data:`FRACTIONS`.
 
@@ -105,7 +107,7 @@ def split_volumes(
         ValueError: for an unknown class or invalid fractions.
     """
     fractions = dict(FRACTIONS if fractions is None else fractions)
-    members: dict[str, list[str]] = {name: [] for name in fractions}
+    cells: dict[tuple[str, str], list[str]] = {}
     for name in sorted(classes):
         volume_class = classes[name]
         if volume_class == "excluded":
@@ -115,26 +117,15 @@ def split_volumes(
                 f"{name}: class {volume_class!r} has no split fractions; expected one of "
                 f"{', '.join(fractions)} or excluded"
             )
-        members[volume_class].append(name)
+        cells.setdefault((volume_class, sequence_from_name(name) or ""), []).append(name)
+    for volume_class, values in sorted(fractions.items()):
+        _check_fractions(values, volume_class)
     splits: dict[str, str] = {}
-    for volume_class, names in sorted(members.items()):
-        _check_fractions(fractions[volume_class], volume_class)
-        # A stream per class, keyed by its name: other classes' volumes cannot shift this one.
-        rng = np.random.default_rng([seed, *map(ord, volume_class)])
-        strata: dict[str, list[str]] = {}
-        for name in names:
-            strata.setdefault(sequence_from_name(name) or "", []).append(name)
-        keys = sorted(strata, key=lambda key: SEQUENCES.index(key) if key else len(SEQUENCES))
-        sizes = np.array([len(strata[key]) for key in keys])
+    for (volume_class, sequence), names in sorted(cells.items()):
         _, n_val, n_test = split_sizes(len(names), fractions[volume_class])
-        # Held-out volumes first, so that train is stratified as well as val + test together.
-        held = _apportion(n_val + n_test, sizes, sizes, rng)
-        test = _apportion(n_test, held, held, rng)
-        val = held - test
-        for key, tests, vals in zip(keys, test, val):
-            ranks = rng.permutation(len(strata[key]))
-            for name, rank in zip(strata[key], ranks):
-                splits[name] = "test" if rank < tests else "val" if rank < tests + vals else "train"
+        ranks = _cell_rng(seed, volume_class, sequence).permutation(len(names))
+        for name, rank in zip(names, ranks):
+            splits[name] = "test" if rank < n_test else "val" if rank < n_test + n_val else "train"
     return dict(sorted(splits.items()))
 
 
@@ -192,20 +183,9 @@ def read_splits(path: str | os.PathLike[str]) -> dict[str, str]:
     return dict(volumes)
 
 
-def _apportion(total: int, sizes: np.ndarray, capacity: np.ndarray, rng: np.random.Generator) -> np.ndarray:
-    """Share ``total`` among strata in proportion to ``sizes``, at most ``capacity`` each.
-
-    Units go one at a time to the stratum furthest below its quota; ties go in a seeded random
-    order. Each stratum ends at the floor or ceiling of its quota unless capacity forbids it.
-    """
-    quotas = total * sizes / max(int(sizes.sum()), 1)
-    shares = np.zeros(len(sizes), dtype=int)
-    priority = rng.permutation(len(sizes))
-    for _ in range(total):
-        deficit = np.where(shares < capacity, quotas - shares, -np.inf)
-        best = np.flatnonzero(deficit == deficit.max())
-        shares[best[np.argmin(priority[best])]] += 1
-    return shares
+def _cell_rng(seed: int, volume_class: str, sequence: str) -> np.random.Generator:
+    """The random stream of one (class, sequence) cell, keyed by both names (0 separates them)."""
+    return np.random.default_rng([seed, *map(ord, volume_class), 0, *map(ord, sequence)])
 
 
 def _check_fractions(fractions: tuple[float, float, float], where: str) -> None:

@@ -16,7 +16,7 @@ rows), ``spec`` / ``cohort`` (what each volume is), ``volume`` (one volume end t
 from __future__ import annotations
 
 from monai_cmri.simulate.boxes import CSV_HEADER, Annotation, box_from_mask, rows_of_box
-from monai_cmri.simulate.cohort import plan_volume
+from monai_cmri.simulate.cohort import DEMO_VOLUMES, plan_volume
 from monai_cmri.simulate.contrast import TISSUES, protocol, tissue_signals
 from monai_cmri.simulate.kspace import encode, rss
 from monai_cmri.simulate.lesions import ABNORMAL_FINDINGS, FINDING_LABELS
@@ -30,6 +30,7 @@ __all__ = [
     "SimulatedVolume",
     "VolumeSpec",
     "plan_volume",
+    "DEMO_VOLUMES",
     "dataset_volume",
     "write_volume",
     "write_annotations",

@@ -5,9 +5,13 @@ AXT1 ~5%); sites, and so field strengths, are drawn evenly (about half 1.5 T, ha
 AXFLAIR, AXT1 and some AXT1POST volumes are annotated, as in fastMRI+; AXT1PRE and AXT2 never
 are (but may still hold lesions, like real unlabeled data).
 
-A small demo dataset drawn with these proportions would often lack a class, so the first 20
-volumes follow a fixed schedule: every sequence appears within the first five, and from
-twelve volumes on each annotated sequence has both normal and abnormal volumes. Volume ``i``
+A small demo dataset drawn with these proportions would often lack a class, so the first 27
+volumes follow a fixed schedule: every sequence appears within the first five, from twelve
+volumes on each annotated sequence has both normal and abnormal volumes, and from
+:data:`DEMO_VOLUMES` (27) on every cell of the volume-level split (AXFLAIR, AXT1 and AXT1POST
+normal and abnormal, AXT2 and AXT1PRE unlabeled) has at least 3 volumes, so that the split
+(stratified per class and sequence, :mod:`monai_cmri.data.splits`) puts every sequence, and
+normal and abnormal volumes of every annotated sequence, in train, val and test. Volume ``i``
 depends only on ``(seed, i)``, so any subset can be regenerated.
 """
 
@@ -20,7 +24,7 @@ import numpy as np
 
 from monai_cmri.simulate.spec import SCANNERS, VolumeSpec
 
-__all__ = ["SEQUENCE_MIX", "COIL_MIX", "SCHEDULE", "plan_volume"]
+__all__ = ["SEQUENCE_MIX", "COIL_MIX", "SCHEDULE", "DEMO_VOLUMES", "plan_volume"]
 
 #: Share of each sequence among volumes past the schedule.
 SEQUENCE_MIX: dict[str, float] = {"AXT2": 0.50, "AXT1POST": 0.30, "AXT1PRE": 0.08, "AXFLAIR": 0.07, "AXT1": 0.05}
@@ -50,7 +54,19 @@ SCHEDULE: tuple[tuple[str, str, tuple[str, ...] | None], ...] = (
     ("AXT1POST", "excluded", ("posttreatment",)),
     ("AXT2", "unlabeled", None),
     ("AXFLAIR", "abnormal", ("wml", "artifact")),
+    # From here on, the cells that the first 20 leave under 3 volumes are filled up.
+    ("AXT1POST", "normal", None),
+    ("AXT1PRE", "unlabeled", None),
+    ("AXT1", "abnormal", ("mass",)),
+    ("AXFLAIR", "normal", None),
+    ("AXT1POST", "normal", None),
+    ("AXT1", "normal", None),
+    ("AXT1PRE", "unlabeled", None),
 )
+
+#: Fewest volumes of the schedule in which every (sequence, class) cell of the split has at least
+#: 3 volumes (excluded ones not counted), so each reaches train, val and test: the demo cohort size.
+DEMO_VOLUMES: int = 27
 
 # Share of annotated volumes per sequence past the schedule (fastMRI+ reviewed 451 of 549
 # FLAIR, 340 of 398 T1 and 210 of 1480 T1 post-contrast volumes).

@@ -7,7 +7,8 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from monai_cmri.simulate.cohort import SEQUENCE_MIX, plan_volume
+from monai_cmri.data.splits import SPLITS, split_volumes
+from monai_cmri.simulate.cohort import DEMO_VOLUMES, SEQUENCE_MIX, plan_volume
 from monai_cmri.simulate.spec import VolumeSpec
 
 
@@ -23,6 +24,32 @@ def test_small_datasets_have_normal_and_abnormal_per_annotated_sequence(seed):
         assert {"normal", "abnormal"} <= classes
     twenty = [plan_volume(i, seed).volume_class for i in range(20)]
     assert twenty.count("abnormal") >= 3 and twenty.count("normal") >= 3 and twenty.count("excluded") >= 2
+
+
+def cheap_specs(n: int, seed: int) -> list[VolumeSpec]:
+    return [plan_volume(i, seed, slices=1, width=16, readout=32, coils=[1]) for i in range(n)]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_demo_cohort_fills_every_split_with_every_cell(seed):
+    specs = cheap_specs(DEMO_VOLUMES, seed)
+    # The classes the preprocessing reads from the annotations (lenient rule), as in
+    # monai_cmri.pipeline.minimum_volumes.
+    classes = {s.name: s.volume_class for s in specs}
+    splits = split_volumes(classes, seed)
+    held = {split: {(s.sequence, classes[s.name]) for s in specs if splits.get(s.name) == split} for split in SPLITS}
+    for split, cells in held.items():
+        assert {sequence for sequence, _ in cells} == set(SEQUENCE_MIX), split
+        for sequence in ("AXFLAIR", "AXT1", "AXT1POST"):
+            assert {(sequence, "normal"), (sequence, "abnormal")} <= cells, (split, sequence)
+
+
+def test_demo_volumes_is_the_fewest_with_three_per_cell():
+    def smallest_cell(n: int) -> int:
+        cells = Counter((s.sequence, s.volume_class) for s in cheap_specs(n, 0) if s.volume_class != "excluded")
+        return min(cells.values()) if len(cells) == 8 else 0
+
+    assert smallest_cell(DEMO_VOLUMES) >= 3 and smallest_cell(DEMO_VOLUMES - 1) < 3
 
 
 def test_proportions_past_the_schedule():
