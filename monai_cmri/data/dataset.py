@@ -502,7 +502,7 @@ class PatchDataset(ArrayFileDataset):
         return f"PatchDataset({str(self.path)!r}, {len(self)} patches {self.size}x{self.size}, {self._mode()})"
 
 
-def sampling_weights(dataset: PatchDataset | Subset) -> torch.Tensor:
+def sampling_weights(dataset: ArrayFileDataset | Subset) -> torch.Tensor:
     """Per-item weights that give every non-empty (sequence, class) cell the same total weight (paper 2.3).
 
     Item ``i`` in a cell of ``n_c`` items gets ``1 / (K * n_c)`` for ``K`` non-empty cells, so the
@@ -510,23 +510,25 @@ def sampling_weights(dataset: PatchDataset | Subset) -> torch.Tensor:
     ``torch.utils.data.WeightedRandomSampler`` or MONAI's ``DistributedWeightedRandomSampler``.
 
     Args:
-        dataset: a :class:`PatchDataset`, or a ``Subset`` of one (e.g. ``dataset[indices]``).
+        dataset: a :class:`PatchDataset` or a latent file's
+            :class:`~monai_cmri.latents.LatentDataset` (any :class:`ArrayFileDataset`), or a
+            ``Subset`` of one (e.g. ``dataset[indices]``).
 
     Returns:
         float64 tensor ``(len(dataset),)``.
 
     Raises:
-        ValueError: for an empty dataset or one that is not (a subset of) a :class:`PatchDataset`.
+        ValueError: for an empty dataset or one that is not (a subset of) an :class:`ArrayFileDataset`.
     """
     indices = np.arange(len(dataset))
     while isinstance(dataset, Subset):
         indices = np.asarray(dataset.indices)[indices]
         dataset = dataset.dataset
-    if not isinstance(dataset, PatchDataset):
+    if not isinstance(dataset, ArrayFileDataset):
         kind = type(dataset).__name__
-        raise ValueError(f"sampling_weights expects a PatchDataset or a Subset of one, got {kind}")
+        raise ValueError(f"sampling_weights expects a PatchDataset or LatentDataset (or a Subset of one), got {kind}")
     if indices.size == 0:
-        raise ValueError(f"{dataset.path}: no patches to weight")
+        raise ValueError(f"{dataset.path}: nothing to weight")
     cells = dataset.sequences[indices] * len(LABELS) + dataset.labels[indices]
     _, inverse, counts = np.unique(cells, return_inverse=True, return_counts=True)
     return torch.from_numpy(1.0 / (counts.size * counts[inverse].astype(np.float64)))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from monai_cmri.engines.checkpoint import (
     BestModelSaver,
+    load_recorded,
     load_weights,
     network_sizes,
     read_record,
@@ -40,6 +41,7 @@ __all__ = [
     "write_reconstruction_table",
     "reconstruction_figure",
     "load_weights",
+    "load_recorded",
     "BestModelSaver",
     "read_record",
     "record_path",

@@ -33,7 +33,7 @@ from torch import nn
 
 from monai_cmri.atomic import atomic_write, file_sha256, remove_stale_temporaries, write_json
 
-__all__ = ["load_weights", "BestModelSaver", "read_record", "record_path", "network_sizes", "state_dict_sizes"]
+__all__ = ["load_weights", "load_recorded", "BestModelSaver", "read_record", "record_path", "network_sizes", "state_dict_sizes"]
 
 #: Constructor sizes named in messages, in this order.
 SIZE_KEYS = ("channels", "num_res_blocks", "norm_num_groups", "latent_channels", "in_channels", "cond_dim",
@@ -107,6 +107,45 @@ def load_weights(
     except RuntimeError:
         raise ValueError(_mismatch(path, state, network)) from None
     return network.to(device)
+
+
+def load_recorded(path: str | os.PathLike[str], device: str | torch.device | None = None) -> nn.Module:
+    """Build the network that ``model.json`` describes and load ``model.pt`` into it.
+
+    For a bundle that uses another bundle's weights without repeating its sizes: the flow bundles
+    decode their samples with the ``cvae`` bundle's decoder, built from the cvae's record, whichever
+    profile trained it.
+
+    Args:
+        path: the weights file; its record (``model.json``, written by :class:`BestModelSaver`) must
+            describe these bytes and name a network class of :mod:`monai_cmri.networks`.
+        device: where the network goes (CPU if None).
+
+    Returns:
+        The network with the loaded weights, on ``device``.
+
+    Raises:
+        FileNotFoundError: if ``path`` does not exist.
+        ValueError: if the record is missing, stale (another file's SHA-256) or names no known network.
+    """
+    import inspect
+
+    import monai_cmri.networks as networks
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such checkpoint (train the bundle first)")
+    record = read_record(path)
+    if record is None:
+        raise ValueError(f"{record_path(path)}: missing, unreadable or describing other weights; cannot build the network")
+    described = dict(record.get("network") or {})
+    name = str(described.get("network", "")).rsplit(".", 1)[-1]
+    cls = getattr(networks, name, None) if name in getattr(networks, "__all__", ()) else None
+    if not isinstance(cls, type) or not issubclass(cls, nn.Module):
+        raise ValueError(f"{record_path(path)}: names network {described.get('network')!r}, not one of monai_cmri.networks")
+    accepted = inspect.signature(cls.__init__).parameters
+    arguments = {key: value for key, value in described.items() if key in accepted and key != "self"}
+    return load_weights(cls(**arguments), path, device)
 
 
 class BestModelSaver:
