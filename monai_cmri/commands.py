@@ -119,9 +119,9 @@ def figure(
 
 def pipeline(
     out: str = "runs/demo",
-    volumes: int = 16,
+    volumes: int = 27,
     seed: int = 0,
-    slices: int = 16,
+    slices: int = 8,
     keep_kspace: bool = False,
     train: bool = True,
 ) -> None:
@@ -135,10 +135,13 @@ def pipeline(
 
     Args:
         out: output folder.
-        volumes: number of simulated volumes; training needs at least 4, so that the volume-level
-            splits leave volumes to validate and test on (fewer work with ``--notrain``).
+        volumes: number of simulated volumes; training needs at least 13, so that the volume-level
+            splits leave volumes to validate and test on (fewer work with ``--notrain``). The
+            default 27 (:data:`monai_cmri.simulate.cohort.DEMO_VOLUMES`) gives every (sequence,
+            class) cell at least 3 volumes, so every sequence is in every split and the labeled
+            sequences have normal and abnormal volumes in each.
         seed: random seed, at least 0.
-        slices: slices per volume, at least 1.
+        slices: slices per volume, at least 1 (8 keeps the 27 volumes within the demo's time).
         keep_kspace: keep the simulated ``.h5`` files in ``out/kspace``.
         train: run the cvae bundle; ``--notrain`` stops after the patch datasets.
     """

@@ -8,7 +8,7 @@ hundred MB; the demo stays under 2 GB).
 Stages, each announced with one line as it starts: simulate + preprocess (per volume: simulate,
 ESPIRiT, figure, patches, shown beside the progress bar), merge (volume-level splits), then the
 ``cvae`` bundle's train, evaluate and encode. Training needs volumes in train, val and test, so it
-needs at least :func:`minimum_volumes` volumes (4); ``train=False`` runs with any number.
+needs at least :func:`minimum_volumes` volumes (13); ``train=False`` runs with any number.
 
 Layout of the output folder::
 
@@ -45,7 +45,7 @@ from monai_cmri.preprocess import (
     patch_volume,
     write_volume_patches,
 )
-from monai_cmri.simulate import dataset_volume, plan_volume, write_annotations, write_volume
+from monai_cmri.simulate import DEMO_VOLUMES, dataset_volume, plan_volume, write_annotations, write_volume
 
 __all__ = ["BUNDLES", "CVAE_STAGES", "minimum_volumes", "check_size", "run_cvae", "run_pipeline"]
 
@@ -57,7 +57,7 @@ CVAE_STAGES: dict[str, str] = {
     "evaluate": "cvae evaluate on the test split",
     "encode": "cvae encode the splits to latents",
 }
-# Volumes past which minimum_volumes stops looking (the simulator's schedule is 20 volumes long).
+# Volumes past which minimum_volumes stops looking (the simulator's schedule is 27 volumes long).
 _SEARCH_LIMIT = 1000
 
 
@@ -66,9 +66,9 @@ def minimum_volumes(seed: int = 0) -> int:
     """Fewest simulated volumes whose volume-level split leaves train, val and test non-empty.
 
     The classes of the first volumes follow the simulator's fixed schedule
-    (:data:`monai_cmri.simulate.cohort.SCHEDULE`), and the split sizes depend only on the volume
-    count per class (:func:`monai_cmri.data.splits.split_sizes`): a class needs 3 volumes before it
-    gives one to val and one to test, which happens at the fourth volume (the third abnormal one).
+    (:data:`monai_cmri.simulate.cohort.SCHEDULE`), and each (class, sequence) cell is split on its
+    own (:func:`monai_cmri.data.splits.split_volumes`): a cell needs 3 volumes before it gives one
+    to val and one to test, which first happens at the 13th volume (the third AXT2 one).
 
     Args:
         seed: dataset seed (the answer is the same for every seed; it is kept for volumes past the
@@ -160,10 +160,10 @@ def run_cvae(
 
 def run_pipeline(
     out: str | Path,
-    volumes: int = 16,
+    volumes: int = DEMO_VOLUMES,
     seed: int = 0,
     *,
-    slices: int = 16,
+    slices: int = 8,
     coils: Sequence[int] | None = None,
     keep_kspace: bool = False,
     train: bool = True,
