@@ -55,10 +55,11 @@ from monai_cmri.flow import (
 from monai_cmri.networks.nets import SEQUENCE_NULL, FlowUNet
 from monai_cmri.threads import apply_thread_policy
 
-#: ``cpu``: the small U-Net for CPU runs; ``full``: FlowUNet's defaults, sized for a GPU.
+#: ``cpu``: the small U-Net of the bundles' ``configs/cpu.json``; ``full``: FlowUNet's defaults, sized for a GPU.
 PROFILES: dict[str, dict[str, object]] = {
     "cpu": dict(
-        channels=(32, 64), attention_levels=(False, True), num_res_blocks=1, norm_num_groups=8, num_head_channels=16
+        channels=(16, 32, 64), attention_levels=(False, False, True), num_res_blocks=1, norm_num_groups=8,
+        num_head_channels=16,
     ),
     "full": {},
 }
