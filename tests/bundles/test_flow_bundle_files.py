@@ -9,32 +9,15 @@ from pathlib import Path
 import pytest
 import torch
 from cvae_data import REPO
+from flow_data import TINY_FLOW, configs, run, write_flow_latents
 from monai.bundle import ConfigParser
-from monai.bundle import run as bundle_run
 
-from monai_cmri.atomic import file_sha256, write_json
-from monai_cmri.engines import record_path
-from monai_cmri.latents import encode_splits
-from monai_cmri.networks import ComplexCVAE, FlowUNet
+from monai_cmri.networks import FlowUNet
 
 pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning")
 
 SCHEMA = Path(__file__).with_name("meta_schema_20240725.json")
 BUNDLES = ("flow_stage1", "flow_stage2")
-#: A flow network small enough for a CPU test, on 2x16x16 latents (as in test_flow_bundles.py).
-TINY_FLOW = {"channels": [8, 16], "attention_levels": [False, True], "num_res_blocks": 1, "norm_num_groups": 4,
-             "num_head_channels": 8, "batch_size": 8}
-
-
-def configs(bundle: str, *names: str) -> list[str]:
-    return [str(REPO / "bundles" / bundle / "configs" / name) for name in names]
-
-
-def run(bundle: str, entry: str, names: tuple[str, ...], **overrides) -> None:
-    bundle_run(entry, config_file=configs(bundle, *names), bundle_root=str(REPO / "bundles" / bundle),
-               logging_file=str(REPO / "bundles" / bundle / "configs" / "logging.conf"), **overrides)
-
-
 def bundle_files(bundle: str) -> set[str]:
     """The bundle's files, relative to its folder, without trained outputs in ``models/``."""
     root = REPO / "bundles" / bundle
@@ -93,18 +76,7 @@ def test_multi_gpu_config_parses(bundle):
 def latents(patches, tmp_path_factory) -> dict[str, Path]:
     """A tiny cvae checkpoint with its record, and the patch folder encoded with it."""
     pytest.importorskip("tensorboard")
-    root = tmp_path_factory.mktemp("flow_files")
-    torch.manual_seed(0)
-    cvae = ComplexCVAE(channels=[4, 8], num_res_blocks=1, norm_num_groups=4)
-    checkpoint = root / "cvae" / "model.pt"
-    checkpoint.parent.mkdir()
-    torch.save(cvae.state_dict(), checkpoint)
-    write_json(record_path(checkpoint), {
-        "weights": "model.pt", "sha256": file_sha256(checkpoint),
-        "network": {"network": "monai_cmri.networks.ComplexCVAE", "in_channels": 2, "latent_channels": 2,
-                    "channels": [4, 8], "num_res_blocks": 1, "norm_num_groups": 4}})
-    encode_splits(cvae, patches, root / "latents", checkpoint=checkpoint, progress=False)
-    return {"root": root, "latents": root / "latents"}
+    return write_flow_latents(patches, tmp_path_factory.mktemp("flow_files"))
 
 
 def test_evaluate_reports_a_finite_test_loss(latents, caplog):
