@@ -1,7 +1,8 @@
 """Engines: MONAI trainer/evaluator iterations, handlers, reports, weights and resumable training.
 
 The bundle ``bundles/cvae`` wires these into ``monai.engines.SupervisedTrainer`` and
-``SupervisedEvaluator`` (paper 2.2, 3.1; SPEC 2-4). :class:`TrainerState`,
+``SupervisedEvaluator`` (paper 2.2, 3.1; SPEC 2-4); ``bundles/flow_stage1`` and
+``bundles/flow_stage2`` do the same with the iterations of :mod:`monai_cmri.engines.flow` (paper 2.3). :class:`TrainerState`,
 :class:`BestModelSaver` and :class:`TerminalProgressBar` serve every training bundle.
 """
 
