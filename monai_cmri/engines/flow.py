@@ -46,6 +46,8 @@ from monai.engines.utils import IterationEvents
 from monai.utils import CommonKeys as Keys
 from torch import nn
 
+from monai_cmri.engines.cvae import _autocast
+from monai_cmri.engines.trainer_state import _unwrap
 from monai_cmri.flow.path import interpolate, target_velocity
 from monai_cmri.flow.timesteps import sample_logit_normal, sample_uniform
 
@@ -205,6 +207,7 @@ class FlowTrainStep:
         network = _unwrap(engine.network)
         device, batch = data.device, data.shape[0]
         t = sample_times(batch, self.time_sampling, self.time_location, self.time_scale).to(device)
+        # drawn by the CPU generator, whose state the trainer state saves, then moved
         noise = torch.randn(data.shape, dtype=data.dtype).to(device)
         dropped = (torch.rand(batch) < self.drop_prob).to(device)
         class_conditioned = getattr(network, "class_embedding", None) is not None
@@ -403,16 +406,5 @@ def load_stage1(network: nn.Module, checkpoint: str | os.PathLike[str], device: 
     try:
         network.load_stage1(state)
     except ValueError as error:
-        raise ValueError(f"{path}: {error}".replace("the given state dict ", "")) from None
+        raise ValueError(str(error).replace("the given state dict", str(path), 1)) from None
     return network.to(device) if device is not None else network
-
-
-def _unwrap(network: Any) -> Any:
-    """The module inside a (Distributed)DataParallel wrapper."""
-    return network.module if isinstance(network, (nn.DataParallel, nn.parallel.DistributedDataParallel)) else network
-
-
-def _autocast(engine: Any) -> torch.autocast:
-    """Autocast on the engine's device when ``engine.amp``; a disabled context otherwise."""
-    device = engine.state.device if engine.state.device is not None else torch.device("cpu")
-    return torch.autocast(torch.device(device).type, enabled=bool(engine.amp), **engine.amp_kwargs)

@@ -28,6 +28,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import h5py
 import numpy as np
 import torch
 from monai.inferers import Inferer
@@ -197,8 +198,6 @@ def matched_counts(path: str | os.PathLike[str], by_class: bool = True) -> list[
         FileNotFoundError: if the file does not exist.
         ValueError: if it lacks the columns or holds unknown names.
     """
-    import h5py
-
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file to match the synthetic counts to")
