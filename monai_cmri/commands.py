@@ -124,12 +124,14 @@ def pipeline(
     slices: int = 8,
     keep_kspace: bool = False,
     train: bool = True,
+    workers: str = "auto",
 ) -> None:
     """The main job on the simulated dataset (README "What this is"; paper 2.1-2.2).
 
     Simulates fastMRI-format volumes with fastMRI+-style annotations, combines their coils with
     ESPIRiT, draws one volume per sequence, cuts patch datasets with volume-level splits, trains,
-    evaluates and encodes with the ``cvae`` bundle (CPU profile), and prints what was made
+    evaluates and encodes with the ``cvae`` bundle, trains and samples both flow stages with the
+    ``flow_stage1`` and ``flow_stage2`` bundles (CPU profiles), and prints what was made
     (``out/summary.md``). Each volume's k-space is deleted once processed
     unless ``keep_kspace`` (a full-size volume is several hundred MB).
 
@@ -143,9 +145,12 @@ def pipeline(
         seed: random seed, at least 0.
         slices: slices per volume, at least 1 (8 keeps the 27 volumes within the demo's time).
         keep_kspace: keep the simulated ``.h5`` files in ``out/kspace``.
-        train: run the cvae bundle; ``--notrain`` stops after the patch datasets.
+        train: run the cvae and flow bundles; ``--notrain`` stops after the patch datasets.
+        workers: processes that simulate and preprocess the volumes, one thread each; ``auto`` is
+            one per CPU. The outputs do not depend on it beyond float32 rounding.
     """
     from monai_cmri.pipeline import check_size, run_pipeline
+    from monai_cmri.threads import pool_workers
 
     out = _path("out", out)
     volumes, seed, slices = _integer("volumes", volumes, 1), _integer("seed", seed, 0), _integer("slices", slices, 1)
@@ -153,8 +158,12 @@ def pipeline(
         check_size(volumes, slices, train=bool(train))
     except ValueError as error:
         raise UsageError(str(error)) from None
+    try:
+        workers = pool_workers(workers)
+    except ValueError as error:
+        raise UsageError(f"--workers: {error}") from None
     run_pipeline(Path(out), volumes=volumes, seed=seed, slices=slices, keep_kspace=bool(keep_kspace),
-                 train=bool(train))
+                 train=bool(train), workers=workers)
 
 
 def preprocess(

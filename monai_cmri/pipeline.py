@@ -6,9 +6,11 @@ kept, so that the disk holds one volume's k-space at a time (a full-size volume 
 hundred MB; the demo stays under 2 GB).
 
 Stages, each announced with one line as it starts: simulate + preprocess (per volume: simulate,
-ESPIRiT, figure, patches, shown beside the progress bar), merge (volume-level splits), then the
-``cvae`` bundle's train, evaluate and encode. Training needs volumes in train, val and test, so it
-needs at least :func:`minimum_volumes` volumes (13); ``train=False`` runs with any number.
+ESPIRiT, figure, patches; in worker processes of one thread each), merge (volume-level splits),
+the ``cvae`` bundle's train, evaluate and encode, then the ``flow_stage1`` and ``flow_stage2``
+bundles' train and sample (paper 2.3). Every bundle runs through MONAI's bundle API with its CPU
+profile (``configs/cpu.json``). Training needs volumes in train, val and test, so it needs at
+least :func:`minimum_volumes` volumes (13); ``train=False`` runs with any number.
 
 Layout of the output folder::
 
@@ -18,7 +20,12 @@ Layout of the output folder::
     patches/      volumes/*.h5, train.h5, val.h5, test.h5, splits.json, manifest.json
     cvae/         the cvae bundle's outputs (CPU profile): model.pt, TensorBoard logs, the
                   per-sequence evaluation table (CSV, Markdown) and figure, latents/{split}.h5
-    summary.md    what was made
+    flow_stage1/  the flow_stage1 bundle's outputs: models/model.pt, synthetic/latents.h5 and
+                  patches.h5 (the same number per sequence), samples.png (paper Figure 4),
+                  latent_statistics.{csv,md}
+    flow_stage2/  the same for flow_stage2, its counts matched to the training split per class and
+                  sequence, samples.png normal against abnormal (paper Figure 5)
+    summary.md    what was made, with the sheets and the latent statistics
 """
 
 from __future__ import annotations
@@ -27,6 +34,7 @@ import shutil
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 
@@ -46,8 +54,9 @@ from monai_cmri.preprocess import (
     write_volume_patches,
 )
 from monai_cmri.simulate import DEMO_VOLUMES, dataset_volume, plan_volume, write_annotations, write_volume
+from monai_cmri.threads import apply_thread_policy, pool_workers
 
-__all__ = ["BUNDLES", "CVAE_STAGES", "minimum_volumes", "check_size", "run_cvae", "run_pipeline"]
+__all__ = ["BUNDLES", "CVAE_STAGES", "FLOW_STAGES", "minimum_volumes", "check_size", "run_cvae", "run_flow", "run_pipeline"]
 
 #: The bundles of the repository (configuration only; run with ``python -m monai.bundle``).
 BUNDLES = Path(__file__).resolve().parent.parent / "bundles"
@@ -56,6 +65,17 @@ CVAE_STAGES: dict[str, str] = {
     "train": "cvae train (CPU profile)",
     "evaluate": "cvae evaluate on the test split",
     "encode": "cvae encode the splits to latents",
+}
+#: The runs of the two flow bundles, in order, and what each does.
+FLOW_STAGES: dict[str, str] = {
+    "stage1 train": "flow_stage1 train (CPU profile)",
+    "stage1 sample": "flow_stage1 sample per sequence, decode, sheet, statistics",
+    "stage2 train": "flow_stage2 train from stage 1 (CPU profile)",
+    "stage2 sample": "flow_stage2 sample matched to the training split, decode, sheet, statistics",
+}
+_FLOW_TITLES = {
+    "flow_stage1": "synthetic and real patches per sequence (paper Figure 4)",
+    "flow_stage2": "synthetic normal and abnormal patches per sequence (paper Figure 5)",
 }
 # Volumes past which minimum_volumes stops looking (the simulator's schedule is 27 volumes long).
 _SEARCH_LIMIT = 1000
@@ -110,6 +130,41 @@ def check_size(volumes: int, slices: int, train: bool = True, seed: int = 0) -> 
         )
 
 
+def _run_bundle(
+    bundle: str,
+    runs: dict[str, tuple[str, list[str], dict]],
+    overrides: dict,
+    profile: str,
+    on_stage: Callable[[str], None] | None,
+) -> None:
+    """Run configurations of one of :data:`BUNDLES`, in-process, as ``python -m monai.bundle run`` would.
+
+    Args:
+        bundle: folder name under :data:`BUNDLES`.
+        runs: ``{stage: (run id, config file names, overrides of this run)}``, run in order.
+        overrides: overrides of every run (``bundle_root`` is added).
+        profile: ``"cpu"`` merges ``configs/cpu.json`` after each run's files; ``"full"`` does not.
+        on_stage: called with each stage as its run starts.
+
+    Raises:
+        OSError: when the bundle is not beside the package (a non-editable install).
+    """
+    from monai.bundle import run
+
+    configs = BUNDLES / bundle / "configs"
+    if not configs.is_dir():
+        raise OSError(f"{configs}: bundle not found; install the package from a clone with pip install -e .")
+    extra = [str(configs / "cpu.json")] if profile == "cpu" else []
+    for stage, (run_id, files, own) in runs.items():
+        if on_stage is not None:
+            on_stage(stage)
+        with warnings.catch_warnings():
+            # MONAI warns once per config file that it parses one; these are the repository's own.
+            warnings.filterwarnings("ignore", message="parsing config_file", category=UserWarning)
+            run(run_id, config_file=[str(configs / name) for name in files] + extra,
+                logging_file=str(configs / "logging.conf"), bundle_root=str(BUNDLES / bundle), **overrides, **own)
+
+
 def run_cvae(
     dataset_dir: Path, output_dir: Path, profile: str = "cpu", on_stage: Callable[[str], None] | None = None
 ) -> Path:
@@ -117,7 +172,8 @@ def run_cvae(
 
     Args:
         dataset_dir: a folder with ``train.h5``, ``val.h5`` and ``test.h5`` patch files.
-        output_dir: the bundle's output folder (``model.pt`` is written to ``output_dir/models``).
+        output_dir: the bundle's output folder (``model.pt`` is written to ``output_dir/models``,
+            the latents to ``output_dir/latents``).
         profile: ``"cpu"`` merges ``configs/cpu.json`` (small model, short schedule) on top of the
             full-size defaults; ``"full"`` uses the defaults.
         on_stage: called with each key of :data:`CVAE_STAGES` as that run starts.
@@ -126,36 +182,114 @@ def run_cvae(
         The Markdown evaluation table (per sequence, paper Table 3 layout).
 
     Raises:
-        OSError: when the bundles are not beside the package (a non-editable install).
+        OSError: when the bundles are not beside the package (a non-editable install), or the
+            evaluation wrote no table.
     """
-    from monai.bundle import run
-
-    configs = BUNDLES / "cvae" / "configs"
-    if not configs.is_dir():
-        raise OSError(f"{configs}: bundle not found; install the package from a clone with pip install -e .")
-    extra = [str(configs / "cpu.json")] if profile == "cpu" else []
-    overrides = {"dataset_dir": str(dataset_dir), "output_dir": str(output_dir), "ckpt_dir": str(output_dir / "models"),
-                 "bundle_root": str(BUNDLES / "cvae")}
-    logging_file = str(configs / "logging.conf")
+    overrides = {"dataset_dir": str(dataset_dir), "output_dir": str(output_dir), "ckpt_dir": str(output_dir / "models")}
+    # The main job has just remade the patch files, so its training starts afresh rather than
+    # resuming a state made from the previous patches; the bundle run alone resumes by default.
     runs = {
-        "train": ("training", [str(configs / "train.json"), *extra]),
-        "evaluate": ("run", [str(configs / "train.json"), *extra, str(configs / "evaluate.json")]),
-        "encode": ("encode", [str(configs / "inference.json"), *extra]),
+        "train": ("training", ["train.json"], {"resume": False}),
+        "evaluate": ("run", ["train.json", "evaluate.json"], {}),
+        "encode": ("encode", ["inference.json"], {}),
     }
-    for stage, (run_id, config_file) in runs.items():
-        if on_stage is not None:
-            on_stage(stage)
-        # The main job has just remade the patch files, so its training starts afresh rather than
-        # resuming a state made from the previous patches; the bundle run alone resumes by default.
-        extra_overrides = {"resume": False} if stage == "train" else {}
-        with warnings.catch_warnings():
-            # MONAI warns once per config file that it parses one; these are the repository's own.
-            warnings.filterwarnings("ignore", message="parsing config_file", category=UserWarning)
-            run(run_id, config_file=config_file, logging_file=logging_file, **overrides, **extra_overrides)
+    _run_bundle("cvae", runs, overrides, profile, on_stage)
     table = output_dir / "reconstruction.md"
     if not table.is_file():
         raise OSError(f"{table}: the evaluation wrote no table")
     return table
+
+
+def run_flow(
+    latents_dir: Path,
+    patch_dir: Path,
+    cvae_ckpt: Path,
+    output_dir: Path,
+    profile: str = "cpu",
+    on_stage: Callable[[str], None] | None = None,
+) -> dict[str, Path]:
+    """Train and sample both flow stages (paper 2.3) with the ``flow_stage1`` and ``flow_stage2`` bundles.
+
+    Stage 1 trains on the training latents conditioned on the sequence and draws the same number
+    of latents per sequence; stage 2 starts from stage 1's weights, adds the class and draws a
+    class- and sequence-matched set with the counts of the training split. Each sampling run
+    decodes its latents through the cvae, draws its sheet and writes the latent statistics.
+
+    Args:
+        latents_dir: the cvae's latent files (``train.h5``, ``val.h5``).
+        patch_dir: the real patch files, shown beside the synthetic ones in stage 1's sheet.
+        cvae_ckpt: the cvae's ``model.pt`` (its ``model.json`` beside it) to decode with.
+        output_dir: the parent of the two bundle output folders ``flow_stage1`` and ``flow_stage2``.
+        profile: ``"cpu"`` merges each bundle's ``configs/cpu.json``; ``"full"`` does not.
+        on_stage: called with each key of :data:`FLOW_STAGES` as that run starts.
+
+    Returns:
+        ``{"flow_stage1": folder, "flow_stage2": folder}``.
+
+    Raises:
+        OSError: when the bundles are not beside the package, or a run wrote no statistics.
+    """
+    folders = {bundle: output_dir / bundle for bundle in ("flow_stage1", "flow_stage2")}
+    for bundle, folder in folders.items():
+        overrides = {"dataset_dir": str(latents_dir), "output_dir": str(folder), "ckpt_dir": str(folder / "models")}
+        sample = {"patch_dir": str(patch_dir), "cvae_ckpt": str(cvae_ckpt)}
+        train = {"resume": False}  # the latents were just remade, as for the cvae
+        if bundle == "flow_stage2":
+            train["stage1_ckpt"] = str(folders["flow_stage1"] / "models" / "model.pt")
+        stage = bundle.replace("flow_", "")
+        runs = {f"{stage} train": ("training", ["train.json"], train), f"{stage} sample": ("run", ["inference.json"], sample)}
+        _run_bundle(bundle, runs, overrides, profile, on_stage)
+        statistics = folder / "latent_statistics.md"
+        if not statistics.is_file():
+            raise OSError(f"{statistics}: the {bundle} inference wrote no latent statistics")
+    return folders
+
+
+def _process_volume(job: tuple) -> dict:
+    """Simulate, write, combine, draw (if asked) and patch one volume; the k-space file is removed
+    unless kept. Runs in the main process or in a worker of one thread.
+
+    Returns:
+        ``name``, ``sequence``, ``class``, ``row`` (:func:`volume_row`), ``annotations`` (the
+        volume's annotation rows), ``annotated`` and ``figure`` (a path or None).
+    """
+    index, seed, slices, coils, kspace_dir, figures_dir, patches_dir, draw, keep_kspace, step = job
+    step = step or (lambda text: None)
+    step("simulate")
+    volume = dataset_volume(index, seed, slices=slices, coils=coils)
+    path = write_volume(volume, kspace_dir)
+    name = volume_name(path)
+    rows, annotated = list(volume.annotations), volume.spec.annotated
+    del volume
+    # The volume's own rows are all that its class and boxes depend on; they are read as the
+    # brain.csv that the main process writes would give them.
+    labels = Annotations.from_records(
+        [row.csv_row() for row in rows], [name] if annotated else [], source=str(kspace_dir / "brain.csv")
+    )
+    volume_class = labels.volume_class(name)
+    result = {"name": name, "class": volume_class, "row": volume_row(path, labels), "annotations": rows,
+              "annotated": annotated, "figure": None}
+    step("ESPIRiT")
+    image, result["sequence"] = combined_volume(path)
+    if draw:
+        step("figure")
+        shown = pick_slices(image.shape[0])
+        result["figure"] = render_slices(
+            image, figures_dir / f"{result['sequence']}.png", shown,
+            {index: labels.boxes(name, index) for index in shown}, f"{name}  |  {result['sequence']}  |  {volume_class}",
+        )
+    if volume_class != "excluded":
+        step("patches")
+        patches, plan = patch_volume(image, name, volume_class, seed, labels)
+        write_volume_patches(patches_dir, path, volume_class, patches, plan, result["sequence"], seed)
+    if not keep_kspace:
+        path.unlink()
+    return result
+
+
+def _one_thread() -> None:
+    """Initializer of the volume workers: one thread each (:mod:`monai_cmri.threads`)."""
+    apply_thread_policy(1)
 
 
 def run_pipeline(
@@ -167,6 +301,7 @@ def run_pipeline(
     coils: Sequence[int] | None = None,
     keep_kspace: bool = False,
     train: bool = True,
+    workers: int | str = "auto",
     progress: bool = True,
 ) -> Path:
     """Simulate, combine, draw and patch a dataset, train on it; print and write what was made.
@@ -178,63 +313,67 @@ def run_pipeline(
         slices: slices per volume.
         coils: receive coil counts to draw from; the simulator's fastMRI-like mix (8-20) by default.
         keep_kspace: keep the simulated fastMRI files (100-500 MB each).
-        train: run the cvae bundle (CPU profile): train, evaluate, encode the splits to latents.
-        progress: show a progress bar with the step of the current volume, and announce each stage.
+        train: run the bundles (CPU profile): the cvae (train, evaluate, encode the splits to
+            latents), then flow stage 1 and stage 2 (train, sample, decode, sheets, statistics).
+        workers: processes that simulate and preprocess volumes, one thread each
+            (:func:`monai_cmri.threads.pool_workers`; ``"auto"`` is one per CPU). The outputs do
+            not depend on it beyond float32 rounding (a thread count changes the order of sums). With 1, the volumes are processed in this process and the progress
+            bar shows the step of the current one.
+        progress: show a progress bar over the volumes, and announce each stage.
 
     Returns:
         The path of ``summary.md``, which ends with the list of the files written.
 
     Raises:
-        ValueError: for a dataset too small to run (:func:`check_size`), before anything runs.
+        ValueError: for a dataset too small to run (:func:`check_size`), or a bad ``workers``,
+            before anything runs.
         RuntimeError: when, with ``train``, a split holds no patch (the summary is written first).
     """
     check_size(volumes, slices, train=train, seed=seed)
+    workers = pool_workers(workers, jobs=volumes)
     out = Path(out)
     kspace_dir, figures_dir, patches_dir = out / "kspace", out / "figures", out / "patches"
     shutil.rmtree(patches_dir / VOLUMES_DIR, ignore_errors=True)
     for folder in (kspace_dir, figures_dir, patches_dir / VOLUMES_DIR):
         folder.mkdir(parents=True, exist_ok=True)
-    stages = ["simulate + preprocess", "merge", *(CVAE_STAGES.values() if train else ())]
+    stages = ["simulate + preprocess", "merge", *((*CVAE_STAGES.values(), *FLOW_STAGES.values()) if train else ())]
 
     def announce(stage: str, detail: str) -> None:
         if progress:
             tqdm.write(f"[{stages.index(stage) + 1}/{len(stages)}] {stage}: {detail}")
 
     start = time.monotonic()
-    rows, findings, annotated, drawn, figures = [], [], [], set(), []
-    announce("simulate + preprocess", f"{volumes} volumes of {slices} slices -> {patches_dir / VOLUMES_DIR}")
-    bar = tqdm(range(volumes), desc="volumes", unit="volume", disable=not progress)
-    for index in bar:
-        bar.set_postfix_str("simulate")
-        volume = dataset_volume(index, seed, slices=slices, coils=coils)
-        path = write_volume(volume, kspace_dir)
-        if volume.spec.annotated:
-            annotated.append(volume.spec.name)
-            findings.extend(volume.annotations)
-        del volume
-        # The annotation files grow with the dataset, so that a stopped run leaves a consistent pair.
-        write_annotations(kspace_dir, findings, annotated)
-        labels = Annotations.from_csv(kspace_dir / "brain.csv", kspace_dir / "brain_file_list.csv")
-        name, volume_class = volume_name(path), labels.volume_class(volume_name(path))
-        rows.append(volume_row(path, labels))
-
-        bar.set_postfix_str("ESPIRiT")
-        image, sequence = combined_volume(path)
-        if sequence not in drawn:
-            bar.set_postfix_str("figure")
-            shown = pick_slices(image.shape[0])
-            figures.append(render_slices(
-                image, figures_dir / f"{sequence}.png", shown,
-                {index: labels.boxes(name, index) for index in shown},
-                f"{name}  |  {sequence}  |  {volume_class}",
-            ))
-            drawn.add(sequence)
-        if volume_class != "excluded":
-            bar.set_postfix_str("patches")
-            patches, plan = patch_volume(image, name, volume_class, seed, labels)
-            write_volume_patches(patches_dir, path, volume_class, patches, plan, sequence, seed)
-        if not keep_kspace:
-            path.unlink()
+    rows, findings, annotated, figures = [], [], [], []
+    # The first volume of each sequence is drawn; the plan says which without simulating anything.
+    first: dict[str, int] = {}
+    for index in range(volumes):
+        first.setdefault(plan_volume(index, seed, slices=slices, coils=coils).sequence, index)
+    announce("simulate + preprocess", f"{volumes} volumes of {slices} slices, {workers} worker(s) -> "
+             f"{patches_dir / VOLUMES_DIR}")
+    bar = tqdm(total=volumes, desc="volumes", unit="volume", disable=not progress)
+    step = bar.set_postfix_str if workers == 1 else None
+    jobs = [(index, seed, slices, coils, kspace_dir, figures_dir, patches_dir, index in first.values(), keep_kspace,
+             step) for index in range(volumes)]
+    if workers == 1:
+        results = map(_process_volume, jobs)
+    else:
+        bar.set_postfix_str(f"{workers} workers")
+        pool = ProcessPoolExecutor(workers, initializer=_one_thread)
+        results = pool.map(_process_volume, jobs)
+    try:
+        for result in results:
+            rows.append(result["row"])
+            if result["annotated"]:
+                annotated.append(result["name"])
+                findings.extend(result["annotations"])
+            if result["figure"] is not None:
+                figures.append(result["figure"])
+            # The annotation files grow in volume order, so that a stopped run leaves a consistent pair.
+            write_annotations(kspace_dir, findings, annotated)
+            bar.update()
+    finally:
+        if workers > 1:
+            pool.shutdown(wait=True, cancel_futures=True)
     bar.set_postfix_str("done")
     bar.close()
 
@@ -243,7 +382,7 @@ def run_pipeline(
     if (patches_dir / "train.h5").is_file():
         figures.append(render_patches(patches_dir / "train.h5", figures_dir / "patches.png", seed=seed))
     empty = [split for split in SPLITS if not manifest["patches"].get(split)]
-    table, problem = None, None
+    table, flows, problem = None, {}, None
     if train and empty:
         problem = (
             f"the {' and '.join(empty)} split(s) hold no patch ({volumes} volumes of {slices} slices), so the cvae "
@@ -256,6 +395,10 @@ def run_pipeline(
                    "encode": cvae_dir / "latents"}
         table = run_cvae(
             patches_dir, cvae_dir, on_stage=lambda stage: announce(CVAE_STAGES[stage], f"-> {targets[stage]}")
+        )
+        flows = run_flow(
+            cvae_dir / "latents", patches_dir, cvae_dir / "models" / "model.pt", out,
+            on_stage=lambda stage: announce(FLOW_STAGES[stage], f"-> {out / ('flow_' + stage.split()[0])}"),
         )
     minutes = (time.monotonic() - start) / 60
     summary = out / "summary.md"
@@ -277,6 +420,11 @@ def run_pipeline(
     ]
     if table is not None:
         sections += ["## cvae (CPU profile), test split", "", table.read_text().strip(), ""]
+    for bundle, folder in flows.items():
+        sections += [f"## {bundle} (CPU profile): {_FLOW_TITLES[bundle]}", "",
+                     f"![{bundle} samples]({(folder / 'samples.png').relative_to(out)})", "",
+                     "Latent statistics, synthetic against the real training latents, per sequence and channel:", "",
+                     (folder / "latent_statistics.md").read_text().strip(), ""]
     if problem is not None:
         sections += ["## cvae: not run", "", problem, ""]
     sections += ["## Files written", "", *_written(out, figures, manifest, keep_kspace, table is not None, summary), ""]
@@ -308,6 +456,14 @@ def _written(
             ("cvae latents", [cvae_dir / "latents" / f"{split}.h5" for split in SPLITS]),
             ("cvae TensorBoard logs", sorted(cvae_dir.glob("events.out.tfevents.*"))[-1:]),
         ]
+        for bundle in ("flow_stage1", "flow_stage2"):
+            folder = out / bundle
+            groups += [
+                (f"{bundle} model", [folder / "models" / "model.pt"]),
+                (f"{bundle} synthetic set", [folder / "synthetic" / "latents.h5", folder / "synthetic" / "patches.h5"]),
+                (f"{bundle} sheet and statistics", [folder / "samples.png", *sorted(folder.glob("latent_statistics.*"))]),
+                (f"{bundle} TensorBoard logs", sorted(folder.glob("events.out.tfevents.*"))[-1:]),
+            ]
     groups.append(("this summary", [summary]))
     lines = []
     for what, paths in groups:

@@ -13,7 +13,7 @@ from monai_cmri.simulate import plan_volume
 
 
 def test_pipeline_streams_volumes_and_writes_patch_datasets(tmp_path, capfd):
-    summary = run_pipeline(tmp_path, volumes=2, seed=0, slices=3, coils=[4], train=False, progress=True)
+    summary = run_pipeline(tmp_path, volumes=2, seed=0, slices=3, coils=[4], train=False, workers=1, progress=True)
     text = summary.read_text()
     stdout, stderr = capfd.readouterr()
     # k-space is deleted once processed; annotations, figures and patches stay.
@@ -42,6 +42,29 @@ def test_pipeline_streams_volumes_and_writes_patch_datasets(tmp_path, capfd):
     stages = [line for line in stdout.splitlines() if re.match(r"\[\d/\d\] ", line)]
     assert [line.split(":")[0] for line in stages] == ["[1/2] simulate + preprocess", "[2/2] merge"]
     assert all(step in stderr for step in ("simulate", "ESPIRiT", "figure", "patches"))
+
+
+def test_worker_processes_write_what_one_process_writes(tmp_path):
+    import h5py
+    import numpy as np
+
+    runs = {workers: tmp_path / f"workers{workers}" for workers in (1, 2)}
+    for workers, out in runs.items():
+        run_pipeline(out, volumes=3, seed=1, slices=2, coils=[4], train=False, workers=workers, progress=False)
+    one, two = runs[1], runs[2]
+    # Annotations in volume order, the same figures and splits; the same patches up to float32
+    # rounding (the workers' one thread sums ESPIRiT's products in another order than this process).
+    for name in ("brain.csv", "brain_file_list.csv"):
+        assert (one / "kspace" / name).read_text() == (two / "kspace" / name).read_text()
+    assert sorted(p.name for p in (one / "figures").glob("*.png")) == sorted(p.name for p in (two / "figures").glob("*.png"))
+    assert (one / "patches" / "splits.json").read_text() == (two / "patches" / "splits.json").read_text()
+    volumes = sorted(p.name for p in (one / "patches" / "volumes").glob("*.h5"))
+    assert volumes and volumes == sorted(p.name for p in (two / "patches" / "volumes").glob("*.h5"))
+    for name in volumes:
+        with h5py.File(one / "patches" / "volumes" / name) as a, h5py.File(two / "patches" / "volumes" / name) as b:
+            np.testing.assert_allclose(a["patches"][()], b["patches"][()], rtol=0, atol=1e-4)
+    summaries = [(out / "summary.md").read_text().split("\n")[3:] for out in (one, two)]
+    assert [line.replace(str(two), str(one)) for line in summaries[1]] == summaries[0]
 
 
 def test_training_needs_the_fewest_volumes_that_fill_every_split(tmp_path):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import csv
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from importlib.resources import as_file, files
@@ -213,15 +213,20 @@ def _read_rows(path: Path) -> tuple[list[Annotation], int]:
         if missing:
             expected = ",".join(_COLUMNS)
             raise ValueError(f"{path}:1: missing column(s) {', '.join(missing)}; expected {expected}")
-        rows, seen, duplicates = [], set(), 0
-        for row in reader:
-            key = tuple(row.get(column) for column in _COLUMNS)
-            if key in seen:
-                duplicates += 1
-                continue
-            seen.add(key)
-            rows.append(_parse_row(row, f"{path}:{reader.line_num}"))
-    return rows, duplicates
+        return _parse_rows((row, f"{path}:{reader.line_num}") for row in reader)
+
+
+def _parse_rows(rows: Iterable[tuple[Mapping[str, str | None], str]]) -> tuple[list[Annotation], int]:
+    """Parse ``(row, where)`` pairs of CSV fields; exact duplicates are dropped and counted."""
+    parsed, seen, duplicates = [], set(), 0
+    for row, where in rows:
+        key = tuple(row.get(column) for column in _COLUMNS)
+        if key in seen:
+            duplicates += 1
+            continue
+        seen.add(key)
+        parsed.append(_parse_row(row, where))
+    return parsed, duplicates
 
 
 def _read_file_list(path: Path) -> list[str]:
@@ -300,6 +305,26 @@ class Annotations:
         rows, duplicates = _read_rows(Path(csv_path))
         reviewed = _read_file_list(Path(file_list_path)) if file_list_path is not None else []
         return cls(rows, reviewed, source=str(csv_path), duplicates=duplicates)
+
+    @classmethod
+    def from_records(
+        cls, records: Iterable[Sequence[str]], reviewed: Iterable[str] = (), source: str = "<annotations>"
+    ) -> Annotations:
+        """Annotations from rows of ``brain.csv`` fields, parsed and checked exactly as :meth:`from_csv` does.
+
+        Args:
+            records: the fields of each row, in the CSV's column order
+                (``file,slice,study_level,x,y,width,height,label``), as strings.
+            reviewed: names of the reviewed volumes.
+            source: a name for error messages, usually the CSV the rows belong to.
+
+        Raises:
+            ValueError: for a malformed row, naming ``source`` and the row's number (from 1).
+        """
+        pairs = ((dict(zip(_COLUMNS, record)) if len(record) == len(_COLUMNS) else {}, f"{source}: row {number}")
+                 for number, record in enumerate(records, start=1))
+        rows, duplicates = _parse_rows(pairs)
+        return cls(rows, reviewed, source=source, duplicates=duplicates)
 
     @classmethod
     def default(cls) -> Annotations:

@@ -141,6 +141,19 @@ def test_bad_csv(tmp_path, text, message):
         Annotations.from_csv(write(tmp_path, text))
 
 
+def test_records_parse_as_the_csv_does(annotations):
+    reviewed = [name for name, classes in CASES.items() if classes[0] != "unlabeled"]
+    records = list(csv.reader(ROWS.splitlines()))
+    found = Annotations.from_records(records, reviewed, source="brain.csv")
+    assert found.rows == annotations.rows and found.duplicates == annotations.duplicates == 1
+    for name in CASES:
+        assert found.volume_class(name) == annotations.volume_class(name)
+    with pytest.raises(ValueError, match=r"brain\.csv: row 2: y must be an integer"):
+        Annotations.from_records([records[0], ["f_1", "2", "No", "1", "a", "4", "4", "Mass"]], source="brain.csv")
+    with pytest.raises(ValueError, match=r"<annotations>: row 1: expected 8 fields"):
+        Annotations.from_records([records[0][:7]])
+
+
 def test_missing_and_empty_files(tmp_path):
     with pytest.raises(OSError, match="missing.csv"):
         Annotations.from_csv(tmp_path / "missing.csv")
