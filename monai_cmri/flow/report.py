@@ -58,6 +58,7 @@ STATISTICS_COLUMNS: tuple[str, ...] = (
     "std_synthetic",
     "mean_offset",
     "std_error",
+    "mean_offset_se",
     "within_10_percent",
 )
 #: Largest ``mean_offset`` and ``std_error`` counted as agreement.
@@ -195,6 +196,17 @@ def latent_statistics(
     shifted. ``within_10_percent`` is ``mean_offset <= 0.10 and std_error <= 0.10``. With a real
     standard deviation of 0 both measures are 0 for an exact match and ``inf`` otherwise.
 
+    ``mean_offset_se`` is the standard error of ``mean_offset`` from the finite sets, in the same
+    units: latents vary far more from one to the next than their pixels within one, so the set
+    means are only as precise as ``n`` whole latents allow::
+
+        mean_offset_se = sqrt(var_r / n_r + var_s / n_s) / std_r
+
+    where ``var`` is the sample variance (``ddof = 1``) of the per-latent channel means and ``n``
+    the latents of the sequence (``inf`` for a set of one latent). With a few dozen latents per
+    sequence it is often 0.05 or more, so an offset of 0.1 can be sampling error alone; an offset
+    above about twice its standard error is a real shift.
+
     Standard deviations are population ones (``ddof = 0``). The files are read ``chunk`` latents
     at a time; each chunk's mean and sum of squared deviations are merged into float64 running
     values (Chan et al.'s pairwise update), which avoids the cancellation of a running sum of
@@ -208,7 +220,8 @@ def latent_statistics(
     Returns:
         One dict per (sequence, channel), keys :data:`STATISTICS_COLUMNS`: ``sequence`` (name),
         ``channel`` (int), ``n_real``/``n_synthetic`` (latents of the sequence), means and stds
-        (float), ``mean_offset``, ``std_error`` (float), ``within_10_percent`` (bool).
+        (float), ``mean_offset``, ``std_error``, ``mean_offset_se`` (float),
+        ``within_10_percent`` (bool).
 
     Raises:
         FileNotFoundError: if a file is missing (the message names it).
@@ -229,12 +242,14 @@ def latent_statistics(
         )
     rows = []
     for index in common:
-        (n_r, mean_r, m2_r), (n_s, mean_s, m2_s) = real_moments[index], fake_moments[index]
+        (n_r, mean_r, m2_r, m2l_r), (n_s, mean_s, m2_s, m2l_s) = real_moments[index], fake_moments[index]
         pixels = int(np.prod(real_shape[1:]))
         std_r, std_s = np.sqrt(m2_r / (n_r * pixels)), np.sqrt(m2_s / (n_s * pixels))
         for channel in range(real_shape[0]):
             offset = _relative(abs(mean_s[channel] - mean_r[channel]), std_r[channel])
             error = _relative(abs(std_s[channel] - std_r[channel]), std_r[channel])
+            noise = _relative(math.sqrt(_variance(m2l_r[channel], n_r) / n_r + _variance(m2l_s[channel], n_s) / n_s),
+                              std_r[channel])
             rows.append(
                 {
                     "sequence": SEQUENCES[index],
@@ -247,6 +262,7 @@ def latent_statistics(
                     "std_synthetic": float(std_s[channel]),
                     "mean_offset": offset,
                     "std_error": error,
+                    "mean_offset_se": noise,
                     "within_10_percent": bool(offset <= TOLERANCE and error <= TOLERANCE),
                 }
             )
@@ -267,14 +283,14 @@ def statistics_table(rows: Sequence[Mapping[str, Any]]) -> str:
     """
     lines = [
         "| Sequence | Channel | n real | n synthetic | Mean real | Mean synthetic | Std real | Std synthetic "
-        "| Mean offset (std units) | Std error | Within 10% |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
+        "| Mean offset (std units) | Std error | Offset SE | Within 10% |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|:---:|",
     ]
     for row in rows:
         _check_row(row, "statistics table")
         cells = [str(row["sequence"]), str(int(row["channel"])), str(int(row["n_real"])), str(int(row["n_synthetic"]))]
         cells += [f"{float(row[key]):.4f}" for key in STATISTICS_COLUMNS[4:8]]
-        cells += [f"{float(row[key]):.3f}" for key in ("mean_offset", "std_error")]
+        cells += [f"{float(row[key]):.3f}" for key in ("mean_offset", "std_error", "mean_offset_se")]
         cells.append("yes" if row["within_10_percent"] else "no")
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
@@ -316,12 +332,16 @@ def write_statistics(
 # -- latent moments -----------------------------------------------------------------------------
 
 
-def _moments(path: Path, chunk: int) -> tuple[dict[int, tuple[int, np.ndarray, np.ndarray]], tuple[int, ...]]:
-    """Per sequence index: ``(latents, mean (C,), sum of squared deviations (C,))``, float64."""
+def _moments(
+    path: Path, chunk: int
+) -> tuple[dict[int, tuple[int, np.ndarray, np.ndarray, np.ndarray]], tuple[int, ...]]:
+    """Per sequence index: ``(latents, mean (C,), sum of squared deviations (C,), the same of the
+    per-latent means (C,))``, float64. Every latent has ``h * w`` pixels, so the mean of the
+    per-latent means is the mean."""
     data = LatentDataset(path)
     if len(data) == 0:
         raise ValueError(f"{path}: no latents")
-    moments: dict[int, tuple[int, np.ndarray, np.ndarray]] = {}
+    moments: dict[int, tuple[int, np.ndarray, np.ndarray, np.ndarray]] = {}
     with h5py.File(path, "r") as file:
         latents = file["latents"]
         for start in range(0, len(data), chunk):
@@ -331,16 +351,27 @@ def _moments(path: Path, chunk: int) -> tuple[dict[int, tuple[int, np.ndarray, n
                 x = block[sequences == index]
                 n_b, mean_b = len(x), x.mean(axis=(0, 2, 3))
                 m2_b = ((x - mean_b[None, :, None, None]) ** 2).sum(axis=(0, 2, 3))
+                m2l_b = ((x.mean(axis=(2, 3)) - mean_b) ** 2).sum(axis=0)
                 if index not in moments:
-                    moments[index] = (n_b, mean_b, m2_b)
+                    moments[index] = (n_b, mean_b, m2_b, m2l_b)
                     continue
-                n_a, mean_a, m2_a = moments[index]
+                n_a, mean_a, m2_a, m2l_a = moments[index]
                 # Chan, Golub & LeVeque: merge two partial (count, mean, M2); counts per channel are
                 # latents * h * w, the same factor on both sides, so latent counts suffice here.
                 n = n_a + n_b
                 delta = mean_b - mean_a
-                moments[index] = (n, mean_a + delta * n_b / n, m2_a + m2_b + delta**2 * n_a * n_b / n * _pixels(x))
+                moments[index] = (
+                    n,
+                    mean_a + delta * n_b / n,
+                    m2_a + m2_b + delta**2 * n_a * n_b / n * _pixels(x),
+                    m2l_a + m2l_b + delta**2 * n_a * n_b / n,
+                )
     return moments, tuple(data.shape)
+
+
+def _variance(m2: float, n: int) -> float:
+    """Sample variance (``ddof = 1``) from a sum of squared deviations; ``inf`` for one value."""
+    return float(m2 / (n - 1)) if n > 1 else math.inf
 
 
 def _pixels(x: np.ndarray) -> int:

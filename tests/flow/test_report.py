@@ -98,6 +98,11 @@ def test_statistics_match_numpy_for_a_known_scaling(tmp_path, real_latents):
         assert row["std_error"] == pytest.approx(0.05, abs=2e-4 if row["channel"] == 0 else 2e-2)
         assert row["mean_offset"] == pytest.approx(abs(0.05 * mean_r + 0.02) / std_r, rel=1e-3)
         assert row["within_10_percent"] == (row["mean_offset"] <= 0.1 and row["std_error"] <= 0.1)
+        # the standard error of the offset from the spread of the per-latent means
+        per_latent = [x[sequences == row["sequence"]][:, row["channel"]].astype(np.float64).mean(axis=(1, 2))
+                      for x in (latents, fake)]
+        se = np.sqrt(sum(m.var(ddof=1) / len(m) for m in per_latent)) / std_r
+        assert row["mean_offset_se"] == pytest.approx(se, rel=1e-6)
     # channel 0: mean near 0, offset small; channel 1: mean 30 shifted by 1.52 against a std of 0.01.
     assert all(r["within_10_percent"] for r in rows if r["channel"] == 0)
     assert not any(r["within_10_percent"] for r in rows if r["channel"] == 1)
@@ -142,7 +147,7 @@ def test_table_and_files(tmp_path, real_latents):
     table = statistics_table(rows)
     lines = table.splitlines()
     assert lines[0].startswith("| Sequence | Channel | n real | n synthetic |") and "Within 10%" in lines[0]
-    assert len(lines) == 2 + len(rows) and all(line.count("|") == 12 for line in lines)
+    assert len(lines) == 2 + len(rows) and all(line.count("|") == 13 for line in lines)
     assert lines[2].startswith("| AXFLAIR | 0 | 7 | 7 |") and lines[2].endswith("| yes |")
     markdown, table_csv = write_statistics(rows, tmp_path / "out" / "latent_statistics")
     assert markdown.name == "latent_statistics.md" and markdown.read_text() == table
