@@ -2,7 +2,8 @@
 
 The bundle ``bundles/cvae`` wires these into ``monai.engines.SupervisedTrainer`` and
 ``SupervisedEvaluator`` (paper 2.2, 3.1; SPEC 2-4); ``bundles/flow_stage1`` and
-``bundles/flow_stage2`` do the same with the iterations of :mod:`monai_cmri.engines.flow` (paper 2.3). :class:`TrainerState`,
+``bundles/flow_stage2`` do the same with the iterations of :mod:`monai_cmri.engines.flow` (paper 2.3), and
+``bundles/classifier`` with those of :mod:`monai_cmri.engines.classifier` (paper 2.4). :class:`TrainerState`,
 :class:`BestModelSaver` and :class:`TerminalProgressBar` serve every training bundle.
 """
 
@@ -16,6 +17,18 @@ from monai_cmri.engines.checkpoint import (
     read_record,
     record_path,
     state_dict_sizes,
+)
+from monai_cmri.engines.classifier import (
+    SCORE_COLUMNS,
+    ClassifierEvalStep,
+    ClassifierTrainStep,
+    ScoreWriter,
+    auroc,
+    classifier_loss,
+    mixup,
+    prepare_classifier_batch,
+    write_metrics,
+    write_scores,
 )
 from monai_cmri.engines.cvae import CVAEEvalStep, cvae_train_step, lower_is_better, prepare_cvae_batch
 from monai_cmri.engines.handlers import ReconstructionReport, SampleAverage, StopOnNonFinite, magnitudes
@@ -52,4 +65,14 @@ __all__ = [
     "TrainerState",
     "rng_state",
     "set_rng_state",
+    "prepare_classifier_batch",
+    "mixup",
+    "classifier_loss",
+    "ClassifierTrainStep",
+    "ClassifierEvalStep",
+    "auroc",
+    "SCORE_COLUMNS",
+    "write_scores",
+    "ScoreWriter",
+    "write_metrics",
 ]
