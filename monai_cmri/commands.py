@@ -26,39 +26,79 @@ def simulate(
     width: int = 320,
     readout: int | None = None,
     coils: Sequence[int] | int | None = None,
+    external: bool = False,
+    matrix: Sequence[int] | int | None = None,
     quiet: bool = False,
 ) -> None:
-    """Write a simulated fastMRI-format brain dataset with fastMRI+-style annotations.
+    """Write a simulated fastMRI-format brain dataset with fastMRI+-style annotations, or with
+    ``--external`` an external test set of another site with volume labels (paper 2.1.4).
 
-    What is simulated: README "The simulated dataset"; the file format: README "The data it expects".
+    What is simulated: README "The simulated dataset"; the file format: README "The data it expects";
+    the external site: :mod:`monai_cmri.simulate.external`.
 
     Each volume's k-space is stored uncompressed, ``slices x coils x readout x width x 8`` bytes:
     at the default size 16 x 16 x 640 x 320 x 8 B = 420 MB (200-530 MB with 8-20 coils), so the
-    default 12 volumes take about 5.2 GB.
+    default 12 volumes take about 5.2 GB. An external volume holds ``slices x coils x N x N x 8``
+    bytes without readout oversampling: 270-600 MB at 16 slices and 32 coils (N = 256-384), so
+    ``--external --volumes 8`` writes about 3.5 GB.
 
     Args:
-        out: output folder; receives ``file_brain_*.h5``, ``brain.csv`` and ``brain_file_list.csv``.
+        out: output folder; receives ``file_brain_*.h5``, ``brain.csv`` and ``brain_file_list.csv``,
+            or with ``external`` ``ext_brain_*.h5`` and ``labels.csv``.
         volumes: number of volumes, at least 1.
         seed: random seed, at least 0; the same seed writes identical files.
         slices: slices per volume, at least 1.
         width: phase-encode matrix size of full-width volumes (320 in fastMRI); even and at least
-            16. Narrow AXFLAIR volumes get 264/320 or 288/320 of it, like fastMRI.
+            16. Narrow AXFLAIR volumes get 264/320 or 288/320 of it, like fastMRI. Not with
+            ``external`` (use ``matrix``).
         readout: readout matrix size; must be 2 x width (fastMRI's 2x readout oversampling), which
-            is also the default.
-        coils: receive coil counts to draw from (one number or a list, each at least 1); default 8-20.
+            is also the default. Not with ``external``.
+        coils: receive coil counts to draw from (one number or a list, each at least 1); default 8-20,
+            32 with ``external``.
+        external: write an external test set instead: another site's scanners, 32-channel coil,
+            noise and matrices, T1-TSE / T2-TIRM volumes read as AXT1 / AXFLAIR, alternately
+            abnormal (metastases) and normal, labelled in ``labels.csv`` (``file,label,sequence``)
+            for ``preprocess --external --labels``.
+        matrix: with ``external``, square in-plane matrix sizes to draw from (one number or a list,
+            each even and at least 16); default 256, 320 and 384.
         quiet: no progress bar and no summary.
     """
     out = _path("out", out)
     volumes, seed, slices = _integer("volumes", volumes, 1), _integer("seed", seed, 0), _integer("slices", slices, 1)
     if isinstance(width, bool) or not isinstance(width, int) or width < 16 or width % 2:
         raise UsageError(f"--width must be an even integer of at least 16 (320 in fastMRI), got {width!r}")
+    coils = _counts("coils", coils)
+    if external:
+        if width != 320 or readout is not None:
+            raise UsageError(
+                f"--width and --readout do not apply with --external (got --width {width}, --readout {readout}); "
+                "the external site's square matrix is --matrix"
+            )
+        matrix = _counts("matrix", matrix, 16)
+        if matrix is not None and any(size % 2 for size in matrix):
+            raise UsageError(f"--matrix sizes must be even integers of at least 16, got {matrix}")
+        from collections import Counter
+
+        from monai_cmri.preprocess import read_external_labels
+        from monai_cmri.simulate import simulate_external
+
+        labels_csv = simulate_external(
+            out, volumes=volumes, seed=seed, slices=slices, matrix=matrix, coils=coils, progress=not quiet
+        )
+        if not quiet:
+            volume_labels = read_external_labels(labels_csv)
+            counts = Counter((sequence, label) for label, sequence in volume_labels.values())
+            cells = ", ".join(f"{sequence} {label} {n}" for (sequence, label), n in sorted(counts.items()))
+            print(f"{labels_csv}: {len(volume_labels)} volumes ({cells})")
+        return
+    if matrix is not None:
+        raise UsageError(f"--matrix applies only with --external (got --matrix {matrix!r}); use --width")
     readout = 2 * width if readout is None else _integer("readout", readout, 32)
     if readout != 2 * width:
         raise UsageError(
             f"--readout must be 2 x --width = {2 * width} (fastMRI's 2x readout oversampling), got {readout}; "
             "leave --readout out to get it"
         )
-    coils = _counts("coils", coils)
     # Imported once the arguments are known to be good: a bad one fails at once.
     from monai_cmri.data.summary import dataset_summary
     from monai_cmri.simulate import simulate_dataset

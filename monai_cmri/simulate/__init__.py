@@ -9,8 +9,9 @@ Modules, one concept each: ``geometry`` (acquisition grid), ``anatomy`` (atlas, 
 shells), ``contrast`` (relaxation and signal equations), ``lesions`` (3D findings),
 ``artifacts`` (flow ghosts), ``phase`` (field and transceive phase), ``coils``
 (sensitivities and noise covariance), ``kspace`` (encoding and RSS), ``boxes`` (fastMRI+
-rows), ``spec`` / ``cohort`` (what each volume is), ``volume`` (one volume end to end) and
-``writer`` (files).
+rows), ``spec`` / ``cohort`` (what each volume is), ``volume`` (one volume end to end),
+``writer`` (files) and ``external`` (an external test set from another site with volume labels,
+paper 2.1.4).
 """
 
 from __future__ import annotations
@@ -18,6 +19,17 @@ from __future__ import annotations
 from monai_cmri.simulate.boxes import CSV_HEADER, Annotation, box_from_mask, rows_of_box
 from monai_cmri.simulate.cohort import DEMO_VOLUMES, plan_volume
 from monai_cmri.simulate.contrast import TISSUES, protocol, tissue_signals
+from monai_cmri.simulate.external import (
+    EXTERNAL_LABELS_CSV,
+    EXTERNAL_SEQUENCES,
+    ExternalSpec,
+    ExternalVolume,
+    external_volume,
+    plan_external_volume,
+    simulate_external,
+    write_external_labels,
+    write_external_volume,
+)
 from monai_cmri.simulate.kspace import encode, rss
 from monai_cmri.simulate.lesions import ABNORMAL_FINDINGS, FINDING_LABELS
 from monai_cmri.simulate.spec import SCANNERS, VolumeSpec
@@ -46,4 +58,13 @@ __all__ = [
     "FINDING_LABELS",
     "ABNORMAL_FINDINGS",
     "SCANNERS",
+    "simulate_external",
+    "plan_external_volume",
+    "external_volume",
+    "write_external_volume",
+    "write_external_labels",
+    "ExternalSpec",
+    "ExternalVolume",
+    "EXTERNAL_SEQUENCES",
+    "EXTERNAL_LABELS_CSV",
 ]
