@@ -1,4 +1,4 @@
-"""Transforms for k-space and complex-valued images: functions and MONAI array/dictionary pairs."""
+"""Transforms for k-space and complex-valued images: functions, MONAI array/dictionary pairs, augmentation."""
 
 from __future__ import annotations
 
@@ -13,6 +13,17 @@ from monai_cmri.transforms.array import (
     Phase,
     ResizeKSpace,
     RootSumOfSquares,
+)
+from monai_cmri.transforms.augment import (
+    RandComplexScaleIntensity,
+    RandComplexScaleIntensityd,
+    RandComplexScaleIntensityD,
+    RandComplexScaleIntensityDict,
+    RandComplexZoom,
+    RandComplexZoomd,
+    RandComplexZoomD,
+    RandComplexZoomDict,
+    classifier_augmentation,
 )
 from monai_cmri.transforms.complex import (
     channels_to_complex,
@@ -109,4 +120,14 @@ __all__ = [
     "Phased",
     "PhaseD",
     "PhaseDict",
+    # augmentation (paper 2.4.2)
+    "classifier_augmentation",
+    "RandComplexZoom",
+    "RandComplexScaleIntensity",
+    "RandComplexZoomd",
+    "RandComplexZoomD",
+    "RandComplexZoomDict",
+    "RandComplexScaleIntensityd",
+    "RandComplexScaleIntensityD",
+    "RandComplexScaleIntensityDict",
 ]
