@@ -69,7 +69,7 @@ def volume_scores(
         ValueError: for arrays of different lengths, not 1D, or empty.
     """
     names, values = _pair(volumes, probabilities, "probabilities")
-    return {name: top_mean(values[names == name], fraction) for name in sorted(set(names.tolist()))}
+    return {name: top_mean(group, fraction) for name, group in _groups(names, values)}
 
 
 def volume_labels(volumes: Sequence[str] | np.ndarray, labels: Sequence[int] | np.ndarray) -> dict[str, int]:
@@ -80,8 +80,8 @@ def volume_labels(volumes: Sequence[str] | np.ndarray, labels: Sequence[int] | n
     """
     names, values = _pair(volumes, labels, "labels")
     result = {}
-    for name in sorted(set(names.tolist())):
-        found = np.unique(values[names == name])
+    for name, group in _groups(names, values):
+        found = np.unique(group)
         if found.size != 1:
             raise ValueError(f"volume {name}: its patches carry different labels {found.tolist()}")
         result[name] = int(found[0])
@@ -136,3 +136,10 @@ def _pair(
     if names.ndim != 1 or array.shape != names.shape or names.size == 0:
         raise ValueError(f"expected non-empty 1D volumes and {what} of one length, got {names.shape} and {array.shape}")
     return names, array
+
+
+def _groups(names: np.ndarray, values: np.ndarray) -> list[tuple[str, np.ndarray]]:
+    """``(volume, its values)`` in sorted volume order, by one stable sort rather than a pass per volume."""
+    unique, inverse, counts = np.unique(names.astype(str), return_inverse=True, return_counts=True)
+    order = np.argsort(inverse, kind="stable")
+    return list(zip(unique.tolist(), np.split(values[order], np.cumsum(counts)[:-1])))

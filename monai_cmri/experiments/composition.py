@@ -82,20 +82,22 @@ def volume_strata(rows: Rows, classes: Mapping[str, str] | None = None) -> dict[
         ValueError: if a volume has rows of two sequences, or ``classes`` lacks a volume.
     """
     strata: dict[str, tuple[str, str]] = {}
-    labeled = rows.labeled()
-    for volume in sorted(set(rows.volumes[labeled].tolist())):
-        mine = labeled[rows.volumes[labeled] == volume]
-        sequences = sorted(set(rows.sequences[mine].tolist()))
-        if len(sequences) != 1:
-            raise ValueError(f"{rows.path}: volume {volume} has rows of several sequences {sequences}")
+    sequences: dict[str, set[str]] = {}
+    abnormal: dict[str, bool] = {}
+    for row in rows.labeled().tolist():
+        volume = rows.volumes[row]
+        sequences.setdefault(volume, set()).add(rows.sequences[row])
+        abnormal[volume] = abnormal.get(volume, False) or rows.labels[row] == LABELS[ABNORMAL]
+    for volume in sorted(sequences):
+        if len(sequences[volume]) != 1:
+            raise ValueError(f"{rows.path}: volume {volume} has rows of several sequences {sorted(sequences[volume])}")
         if classes is not None:
             if volume not in classes:
                 raise ValueError(f"{rows.path}: no class given for volume {volume}")
             volume_class = classes[volume]
         else:
-            abnormal = np.any(rows.labels[mine] == LABELS[ABNORMAL])
-            volume_class = LABELS[ABNORMAL] if abnormal else LABELS[NORMAL]
-        strata[volume] = (sequences[0], volume_class)
+            volume_class = LABELS[ABNORMAL] if abnormal[volume] else LABELS[NORMAL]
+        strata[volume] = (next(iter(sequences[volume])), volume_class)
     return strata
 
 
@@ -131,9 +133,12 @@ def substitution(
     kept = nested_volumes(strata, fractions, seed, at_least_one)
     full = Counter(rows.cells(labeled))
     order = _synthetic_order(pool, seed)
+    owners = rows.volumes[labeled].tolist()
     sets: dict[float, dict[str, TrainingSet]] = {}
     for f, volumes in kept.items():
-        mine = labeled[np.isin(rows.volumes[labeled], volumes)]
+        # A set lookup per row: np.isin on object (string) arrays is a slow elementwise loop.
+        chosen = set(volumes)
+        mine = labeled[np.fromiter((owner in chosen for owner in owners), dtype=bool, count=len(owners))]
         have = Counter(rows.cells(mine))
         missing = {cell: n - have[cell] for cell, n in full.items()}
         what = f"synthetic rows in {pool.path} (real fraction {f})"

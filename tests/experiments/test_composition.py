@@ -145,3 +145,23 @@ def test_make_source_is_plain_and_checked():
             make_source("x.h5", target)
     with pytest.raises(ValueError, match="distinct"):
         make_source("x.h5", 0, [1, 1])
+
+
+def test_real_vs_synthetic_takes_test_sets_from_their_own_files(tmp_path):
+    real = {split: write_rows(tmp_path / f"{split}.h5", *real_table(seed=i, prefix=split), latent=True)
+            for i, split in enumerate(("train", "val", "test"))}
+    counts = Counter()
+    for path in real.values():
+        counts.update(read_rows(path).sequences.tolist())
+    cells = Counter({(s, "unlabeled"): n for s, n in counts.items()})
+    pool = write_rows(tmp_path / "pool.h5", *synthetic_rows(cells, extra=0), latent=True)
+    tests = [write_rows(tmp_path / f"test{k}.h5", *synthetic_rows(cells, extra=k), latent=True) for k in range(2)]
+    splits = real_vs_synthetic(real, pool, synthetic_tests=tests, sequences=["AXT1"])
+    assert list(splits) == ["AXT1"]
+    n_test = int(np.sum(read_rows(real["test"]).sequences == "AXT1"))
+    for k, test in enumerate(splits["AXT1"].tests):
+        assert test[1]["path"] == str(tests[k]) and len(test[1]["indices"]) == n_test
+        assert set(read_rows(tests[k]).sequences[test[1]["indices"]].tolist()) == {"AXT1"}
+    short = write_rows(tmp_path / "short.h5", ["synthetic"], ["AXT1"], ["unlabeled"], latent=True)
+    with pytest.raises(ValueError, match=r"short.h5: sequence AXT1 needs \d+ synthetic test rows, only 1"):
+        real_vs_synthetic(real, pool, synthetic_tests=[short], sequences=["AXT1"])
