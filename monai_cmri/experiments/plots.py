@@ -143,7 +143,7 @@ def _draw(
         axis.grid(alpha=0.3)
         if test_set is not None:
             axis.set_title(str(test_set))
-        axis.legend(loc="lower right", fontsize=8)
+        axis.legend(loc="best", fontsize=8)
     if title:
         fig.suptitle(title)
     out.parent.mkdir(parents=True, exist_ok=True)
