@@ -13,11 +13,12 @@ Each split also holds unlabeled rows (AXT2), which a ``"label"`` target leaves o
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import numpy as np
 from blob_helpers import complex_blobs
-from cvae_data import REPO
+from cvae_data import REPO, environment
 from monai.bundle import run as bundle_run
 
 from monai_cmri.data.dataset import write_patches
@@ -34,6 +35,8 @@ TINY = {"batch_size": 16, "learning_rate": 0.003, "ema_momentum": 0.3, "warmup_e
 #: The network sizes of cpu.json.
 CPU_NETWORK = {"channels": [16, 32, 64], "blocks": [1, 1, 1]}
 CONFIGS = REPO / "bundles" / "classifier" / "configs"
+#: What a rank's C++ runtime prints when a gloo process aborts on exit.
+SHUTDOWN_ABORT = "terminate called without an active exception"
 
 
 def configs(*names: str) -> list[str]:
@@ -92,3 +95,18 @@ def write_task(folder: Path, separable: bool, seed: int = 0) -> Path:
     for offset, (split, labeled) in enumerate(COUNTS.items()):
         write_split(folder / f"{split}.h5", labeled, seed + 10 * offset, separable)
     return folder
+
+
+def launch_ddp(line: list[str]) -> str:
+    """Run a torchrun command line; return its log (stdout and stderr), failing on an error.
+
+    As in the cvae bundle's test, a gloo rank that aborts while its process exits, after the run
+    wrote ``metrics.json``, is relaunched once; any other failure is returned as a failure.
+    """
+    result = subprocess.run(line, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=300)
+    log = result.stdout + result.stderr
+    if result.returncode and SHUTDOWN_ABORT in log and "metrics.json" in log:
+        result = subprocess.run(line, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=300)
+        log = result.stdout + result.stderr
+    assert result.returncode == 0, log[-6000:]
+    return log

@@ -12,11 +12,13 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import sys
 from pathlib import Path
 
 import pytest
 import torch
-from classifier_data import COUNTS, CPU_NETWORK, REPO, TINY, configs, run, write_task
+from classifier_data import COUNTS, CPU_NETWORK, REPO, TINY, configs, launch_ddp, run, write_task
+from cvae_data import flags
 from ignite.engine import Events
 from monai.bundle import ConfigParser, ConfigWorkflow
 from sklearn.metrics import roc_auc_score
@@ -138,3 +140,34 @@ def test_a_stopped_training_resumes_at_the_next_epoch(separable, tmp_path, caplo
     assert saved["objects"]["lr_scheduler"]["last_epoch"] == 2 * per_epoch
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["epochs_done"] == 2 and metrics["best_epoch"] in (1, 2)
+
+
+def test_two_gloo_processes_train_and_score_every_test_item_once(separable, tmp_path):
+    """``multi_gpu_train.json`` with two DDP processes on CPU (gloo), started by torchrun as the README says.
+
+    The test set (96 items) splits 48 + 48 across the ranks; the AUROC in ``metrics.json`` and the
+    scores must be those of the whole set, each item once: equal to a one-process evaluation of
+    the saved weights.
+    """
+    out = tmp_path / "ddp"
+    overrides = {"dataset_dir": str(separable), "output_dir": str(out), **TINY, "epochs": 1}
+    line = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m", "monai.bundle",
+        "run", "training", "--config_file", json.dumps(configs(*CPU, "multi_gpu_train.json")), *flags(**overrides),
+    ]  # fmt: skip
+    log = launch_ddp(line)
+    assert log.count("Metrics -- test_auroc") == 1, log[-3000:]  # rank 0 alone logs
+    rows = read_scores(out / "scores_test.csv")
+    assert [int(row["index"]) for row in rows] == list(range(2 * COUNTS["test"]))
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["counts"]["test"] == {"0": COUNTS["test"], "1": COUNTS["test"]}
+    auc = roc_auc_score([int(row["target"]) for row in rows], [float(row["probability"]) for row in rows])
+    assert metrics["test_auroc"] == pytest.approx(auc, abs=1e-6)
+    workflow = ConfigWorkflow(config_file=configs(*CPU, "evaluate.json"), logging_file=False, workflow_type=None,
+                              **settings(separable, tmp_path / "eval", ckpt_dir=str(out / "models")))
+    workflow.initialize()
+    workflow.run()
+    single = workflow.parser.get_parsed_content("test#evaluator").state.metrics["test_auroc"]
+    assert metrics["test_auroc"] == pytest.approx(single, abs=1e-9)
+    state = torch.load(out / "models" / "trainer_state.pt", map_location="cpu", weights_only=True)
+    assert state["epoch"] == 1 and len(state["rng"]) == 2
