@@ -218,3 +218,22 @@ def test_ema_weights_validate_and_metrics_summarise_the_run(tmp_path):
     assert written["best_epoch"] in (1, 2, 3) and written["val_auroc"] == validator.state.best_metric
     assert written["test_auroc"] == tester.state.metrics["auroc"] and written["seed"] == 7
     assert written["epochs"] == written["epochs_done"] == 3 and written["timing"]["train_seconds"] > 0
+
+
+@pytest.mark.filterwarnings("ignore:.*GradScaler:FutureWarning", "ignore:.*CUDA is not available:UserWarning")
+def test_autocast_runs_the_network_in_bfloat16_and_the_loss_in_fp32():
+    """``amp`` on the CPU: autocast to bfloat16 around the network only (STYLE 7)."""
+    torch.manual_seed(0)
+    network = nn.Sequential(nn.Conv2d(2, 4, 3), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 1))
+    dtypes = []
+    network.register_forward_hook(lambda module, args, out: dtypes.append(out.dtype))
+    engine = SupervisedTrainer(
+        device=torch.device("cpu"), max_epochs=1, train_data_loader=batches(16, 8), network=network,
+        optimizer=torch.optim.SGD(network.parameters(), lr=0.1), loss_function=classifier_loss,
+        prepare_batch=prepare_classifier_batch, iteration_update=ClassifierTrainStep(mixup_alpha=0.4),
+        amp=True, decollate=False, amp_kwargs={"dtype": torch.bfloat16},
+    )
+    engine.run()
+    assert dtypes == [torch.bfloat16, torch.bfloat16]
+    output = engine.state.output
+    assert output["loss"].dtype == output["pred"].dtype == torch.float32 and math.isfinite(output["loss"].item())
