@@ -38,6 +38,7 @@ COMMANDS = {
     "figure": commands.figure,
     "sheet": commands.sheet,
     "export": commands.export,
+    "experiments": commands.experiments,
 }
 #: Exit status of a command that failed, of one given bad arguments (as fire's own), of an interrupt.
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130

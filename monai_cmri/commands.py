@@ -11,7 +11,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any, Sequence
 
-__all__ = ["UsageError", "export", "figure", "labels", "merge", "pipeline", "preprocess", "sheet", "simulate"]
+__all__ = ["UsageError", "experiments", "export", "figure", "labels", "merge", "pipeline", "preprocess", "sheet",
+           "simulate"]
 
 
 class UsageError(ValueError):
@@ -204,6 +205,82 @@ def pipeline(
         raise UsageError(f"--workers: {error}") from None
     run_pipeline(Path(out), volumes=volumes, seed=seed, slices=slices, keep_kspace=bool(keep_kspace),
                  train=bool(train), workers=workers)
+
+
+def experiments(
+    run: str = "runs/demo",
+    which: str | Sequence[str] = "real_vs_synthetic,substitution,additive",
+    seeds: int = 5,
+    fractions: str | Sequence[float] | None = None,
+    test_sets: int = 4,
+    epochs: int | None = None,
+    profile: str = "cpu",
+    progress: bool = True,
+) -> None:
+    """The paper's classifier experiments on a main-job folder (paper 2.4, Table 4, Figures 6-8).
+
+    Reads ``RUN/patches`` (real patches), ``RUN/cvae/latents`` (real latents),
+    ``RUN/flow_stage1`` (its model draws the real-vs-synthetic pool) and
+    ``RUN/flow_stage2/synthetic/patches.h5`` (the class-matched synthetic patches), and writes
+    ``RUN/experiments/<experiment>/`` (results, tables, figures). A rerun skips every finished
+    configuration.
+
+    Args:
+        run: the main job's output folder.
+        which: comma-separated experiments: ``real_vs_synthetic``, ``substitution``, ``additive``.
+        seeds: classifier seeds per configuration (the paper's 5).
+        fractions: comma-separated fractions for substitution (real) and additive (added
+            synthetic); by default 0.0-1.0 in steps of 0.1.
+        test_sets: synthetic test sets of the real-vs-synthetic experiment (the paper's 4).
+        epochs: classifier epochs, if not the profile's.
+        profile: ``cpu`` (the bundles' CPU profiles, as the main job trains them) or ``full``.
+        progress: progress bars over the configurations.
+    """
+    from monai_cmri.experiments.classifier import (
+        draw_stage1_pool,
+        run_additive,
+        run_real_vs_synthetic,
+        run_substitution,
+    )
+    from monai_cmri.experiments.composition import SUBSTITUTION_FRACTIONS
+
+    root = Path(_path("run", run))
+    names = [name.strip() for name in (which.split(",") if isinstance(which, str) else which) if name.strip()]
+    unknown = sorted(set(names) - {"real_vs_synthetic", "substitution", "additive"})
+    if unknown or not names:
+        raise UsageError(f"--which: unknown experiment(s) {unknown or names}; "
+                         "expected real_vs_synthetic, substitution, additive")
+    if profile not in ("cpu", "full"):
+        raise UsageError(f"--profile: expected cpu or full, got {profile!r}")
+    seeds, test_sets = _integer("seeds", seeds, 1), _integer("test_sets", test_sets, 1)
+    try:
+        chosen = SUBSTITUTION_FRACTIONS if fractions is None else [
+            float(value) for value in (fractions.split(",") if isinstance(fractions, str) else fractions)]
+    except ValueError:
+        raise UsageError(f"--fractions: expected comma-separated numbers in [0, 1], got {fractions!r}") from None
+    if not chosen or any(not 0.0 <= value <= 1.0 for value in chosen):
+        raise UsageError(f"--fractions: expected numbers in [0, 1], got {fractions!r}")
+    overrides = {} if epochs is None else {"epochs": _integer("epochs", epochs, 1)}
+    needed = {"real_vs_synthetic": [root / "cvae" / "latents" / "train.h5", root / "flow_stage1" / "models" / "model.pt"],
+              "substitution": [root / "patches" / "train.h5", root / "flow_stage2" / "synthetic" / "patches.h5"]}
+    needed["additive"] = needed["substitution"]
+    missing = [str(path) for name in names for path in needed[name] if not path.is_file()]
+    if missing:
+        raise UsageError(f"{missing[0]}: not found; run the main job (pipeline --out {root}) first")
+    out = root / "experiments"
+    common = {"seeds": range(seeds), "profile": profile, "overrides": overrides, "progress": bool(progress)}
+    for name in names:
+        if name == "real_vs_synthetic":
+            pool = draw_stage1_pool(root / "cvae" / "latents", root / "flow_stage1", out / "real_vs_synthetic_pool.h5",
+                                    test_sets=test_sets, profile=profile)
+            table = run_real_vs_synthetic(root / "cvae" / "latents", pool, out / name, test_sets=test_sets, **common)
+        else:
+            experiment = run_substitution if name == "substitution" else run_additive
+            # each experiment's baseline: 100 % real for substitution, nothing added for additive
+            grid = sorted({1.0, *chosen}) if name == "substitution" else sorted({0.0, *chosen})
+            table = experiment(root / "patches", root / "flow_stage2" / "synthetic" / "patches.h5", out / name,
+                        fractions=grid, **common)
+        print(f"## {name}\n\n{table.read_text().strip()}\n")
 
 
 def preprocess(

@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import shutil
 import time
-import warnings
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from functools import lru_cache
@@ -41,6 +40,7 @@ from pathlib import Path
 from tqdm.auto import tqdm
 
 from monai_cmri.atomic import write_text
+from monai_cmri.bundles import BUNDLES, bundle_configs, run_bundle
 from monai_cmri.data.annotations import Annotations, volume_name
 from monai_cmri.data.splits import SPLITS, split_volumes
 from monai_cmri.data.summary import format_rows, volume_row
@@ -58,8 +58,6 @@ from monai_cmri.threads import apply_thread_policy, pool_workers
 
 __all__ = ["BUNDLES", "CVAE_STAGES", "FLOW_STAGES", "minimum_volumes", "check_size", "run_cvae", "run_flow", "run_pipeline"]
 
-#: The bundles of the repository (configuration only; run with ``python -m monai.bundle``).
-BUNDLES = Path(__file__).resolve().parent.parent / "bundles"
 #: The runs of the ``cvae`` bundle, in order, and what each does.
 CVAE_STAGES: dict[str, str] = {
     "train": "cvae train (CPU profile)",
@@ -137,32 +135,13 @@ def _run_bundle(
     profile: str,
     on_stage: Callable[[str], None] | None,
 ) -> None:
-    """Run configurations of one of :data:`BUNDLES`, in-process, as ``python -m monai.bundle run`` would.
-
-    Args:
-        bundle: folder name under :data:`BUNDLES`.
-        runs: ``{stage: (run id, config file names, overrides of this run)}``, run in order.
-        overrides: overrides of every run (``bundle_root`` is added).
-        profile: ``"cpu"`` merges ``configs/cpu.json`` after each run's files; ``"full"`` does not.
-        on_stage: called with each stage as its run starts.
-
-    Raises:
-        OSError: when the bundle is not beside the package (a non-editable install).
-    """
-    from monai.bundle import run
-
-    configs = BUNDLES / bundle / "configs"
-    if not configs.is_dir():
-        raise OSError(f"{configs}: bundle not found; install the package from a clone with pip install -e .")
-    extra = [str(configs / "cpu.json")] if profile == "cpu" else []
+    """Run ``{stage: (run id, config file names, overrides of this run)}`` of one bundle, in order,
+    calling ``on_stage`` as each starts (:func:`monai_cmri.bundles.run_bundle`)."""
+    bundle_configs(bundle)  # a missing bundle stops before any run
     for stage, (run_id, files, own) in runs.items():
         if on_stage is not None:
             on_stage(stage)
-        with warnings.catch_warnings():
-            # MONAI warns once per config file that it parses one; these are the repository's own.
-            warnings.filterwarnings("ignore", message="parsing config_file", category=UserWarning)
-            run(run_id, config_file=[str(configs / name) for name in files] + extra,
-                logging_file=str(configs / "logging.conf"), bundle_root=str(BUNDLES / bundle), **overrides, **own)
+        run_bundle(bundle, run_id, files, {**overrides, **own}, profile)
 
 
 def run_cvae(
