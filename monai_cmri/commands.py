@@ -215,6 +215,7 @@ def experiments(
     test_sets: int = 4,
     epochs: int | None = None,
     profile: str = "cpu",
+    external: str | None = None,
     progress: bool = True,
 ) -> None:
     """The paper's classifier experiments on a main-job folder (paper 2.4, Table 4, Figures 6-8).
@@ -234,6 +235,9 @@ def experiments(
         test_sets: synthetic test sets of the real-vs-synthetic experiment (the paper's 4).
         epochs: classifier epochs, if not the profile's.
         profile: ``cpu`` (the bundles' CPU profiles, as the main job trains them) or ``full``.
+        external: an external patch file (``preprocess --external`` output, ``external.h5``): the
+            downstream classifiers are also scored on it per volume (top-5 % mean); by default
+            ``RUN/external/external.h5`` when it exists.
         progress: progress bars over the configurations.
     """
     from monai_cmri.experiments.classifier import (
@@ -267,6 +271,10 @@ def experiments(
     missing = [str(path) for name in names for path in needed[name] if not path.is_file()]
     if missing:
         raise UsageError(f"{missing[0]}: not found; run the main job (pipeline --out {root}) first")
+    if external is None:
+        external = root / "external" / "external.h5" if (root / "external" / "external.h5").is_file() else None
+    elif not Path(external).is_file():
+        raise UsageError(f"--external: {external}: not found")
     out = root / "experiments"
     common = {"seeds": range(seeds), "profile": profile, "overrides": overrides, "progress": bool(progress)}
     for name in names:
@@ -279,7 +287,7 @@ def experiments(
             # each experiment's baseline: 100 % real for substitution, nothing added for additive
             grid = sorted({1.0, *chosen}) if name == "substitution" else sorted({0.0, *chosen})
             table = experiment(root / "patches", root / "flow_stage2" / "synthetic" / "patches.h5", out / name,
-                        fractions=grid, **common)
+                               fractions=grid, external=external, **common)
         print(f"## {name}\n\n{table.read_text().strip()}\n")
 
 

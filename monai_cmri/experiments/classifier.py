@@ -24,7 +24,7 @@ import json
 import os
 import shutil
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +32,7 @@ import numpy as np
 
 from monai_cmri.atomic import file_sha256
 from monai_cmri.bundles import run_bundle
-from monai_cmri.experiments.aggregate import auroc
+from monai_cmri.experiments.aggregate import auroc, volume_auroc
 from monai_cmri.experiments.composition import ADDITIVE_FRACTIONS, SUBSTITUTION_FRACTIONS, additive, substitution
 from monai_cmri.experiments.grids import (
     ADDITIVE_EXPERIMENT,
@@ -61,8 +61,8 @@ __all__ = [
     "draw_stage1_pool",
 ]
 
-#: Name of the real test split's test set in the downstream experiments' metrics.
-REAL_TEST = "test"
+#: Names of the real test split's and the external set's test sets in the downstream metrics.
+REAL_TEST, EXTERNAL_TEST = "test", "external"
 
 
 @dataclass(frozen=True)
@@ -74,12 +74,15 @@ class ClassifierData:
         val: validation sources (model selection by AUROC; both targets needed).
         tests: ``{test set name: sources}``; each is scored by the trained model.
         augment: the bundle's ``augment`` (true for patches, false for latents).
+        volume_level: test sets scored per volume: the mean of the top 5 % patch probabilities of
+            each volume against its label (paper 2.4.2, the external test set).
     """
 
     train: list[Source]
     val: list[Source]
     tests: dict[str, list[Source]]
     augment: bool
+    volume_level: frozenset[str] = field(default_factory=frozenset)
 
 
 class BundleClassifier:
@@ -129,16 +132,17 @@ class BundleClassifier:
             scores = folder / f"scores_{name}.csv"
             run_bundle("classifier", "run", ["inference.json"], {**common, "sources": sources,
                                                                   "scores_path": str(scores)}, self.profile)
-            targets, probabilities = read_scores(scores)
-            result["auroc"][name] = auroc(targets, probabilities)
+            targets, probabilities, files = read_scores(scores, volumes=True)
+            result["auroc"][name] = (volume_auroc(files, probabilities, targets.astype(int))
+                                     if name in data.volume_level else auroc(targets, probabilities))
             result["counts"][name] = {str(int(t)): int((targets == t).sum()) for t in np.unique(targets)}
         if not self.keep_models:
             shutil.rmtree(models, ignore_errors=True)
         return result
 
 
-def read_scores(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
-    """Targets and probabilities of a scores file of the ``classifier`` bundle.
+def read_scores(path: str | os.PathLike[str], volumes: bool = False) -> tuple[np.ndarray, ...]:
+    """Targets and probabilities (and, with ``volumes``, volume names) of a ``classifier`` scores file.
 
     Raises:
         ValueError: naming the file, when it has no rows or lacks a column.
@@ -146,9 +150,11 @@ def read_scores(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray]:
     path = Path(path)
     with open(path, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
-    if not rows or not {"target", "probability"} <= set(rows[0]):
-        raise ValueError(f"{path}: expected rows with target and probability columns")
-    return (np.array([float(row["target"]) for row in rows]), np.array([float(row["probability"]) for row in rows]))
+    if not rows or not {"target", "probability", "file"} <= set(rows[0]):
+        raise ValueError(f"{path}: expected rows with file, target and probability columns")
+    targets = np.array([float(row["target"]) for row in rows])
+    probabilities = np.array([float(row["probability"]) for row in rows])
+    return (targets, probabilities, np.array([row["file"] for row in rows])) if volumes else (targets, probabilities)
 
 
 def run_substitution(
@@ -161,6 +167,7 @@ def run_substitution(
     profile: str = "cpu",
     overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
+    external: str | os.PathLike[str] | None = None,
 ) -> Path:
     """The substitution experiment (paper 2.4.2, Figures 6-7): real-only and real + synthetic.
 
@@ -173,6 +180,8 @@ def run_substitution(
         data_seed: seed of the nested fractions and the synthetic draws.
         profile, overrides: as :class:`BundleClassifier`.
         progress: a progress bar over the configurations.
+        external: an external patch file (``preprocess --external``: patches labeled by their
+            volume); each classifier is also scored on it per volume (test set ``external``).
 
     Returns:
         The Markdown summary table.
@@ -180,8 +189,8 @@ def run_substitution(
     patch_dir, out_dir = Path(patch_dir), Path(out_dir)
     sets = substitution(patch_dir / "train.h5", synthetic, fractions, seed=data_seed)
     grid = substitution_grid(_describe(patch_dir / "train.h5"), _describe(synthetic), sets.keys(), seeds, data_seed)
-    data = _downstream(patch_dir, lambda config: sets[config["fraction"]][config["condition"]].sources)
-    return _run(SUBSTITUTION, grid, data, out_dir, profile, overrides, progress, ("seed",))
+    data = _downstream(patch_dir, lambda config: sets[config["fraction"]][config["condition"]].sources, external)
+    return _run(SUBSTITUTION, grid, data, out_dir, profile, overrides, progress, ("seed",), external)
 
 
 def run_additive(
@@ -194,6 +203,7 @@ def run_additive(
     profile: str = "cpu",
     overrides: Mapping[str, Any] | None = None,
     progress: bool = True,
+    external: str | os.PathLike[str] | None = None,
 ) -> Path:
     """The additive experiment (paper 2.4.2, Figure 8): all real data plus 10-100 % synthetic.
 
@@ -206,8 +216,8 @@ def run_additive(
     patch_dir, out_dir = Path(patch_dir), Path(out_dir)
     sets = additive(patch_dir / "train.h5", synthetic, fractions, seed=data_seed)
     grid = additive_grid(_describe(patch_dir / "train.h5"), _describe(synthetic), sets.keys(), seeds, data_seed)
-    data = _downstream(patch_dir, lambda config: sets[config["fraction"]].sources)
-    return _run(ADDITIVE_EXPERIMENT, grid, data, out_dir, profile, overrides, progress, ("seed",))
+    data = _downstream(patch_dir, lambda config: sets[config["fraction"]].sources, external)
+    return _run(ADDITIVE_EXPERIMENT, grid, data, out_dir, profile, overrides, progress, ("seed",), external)
 
 
 def run_real_vs_synthetic(
@@ -306,11 +316,17 @@ def draw_stage1_pool(
     return out
 
 
-def _downstream(patch_dir: Path, train: Callable[[Mapping[str, Any]], list[Source]]) -> Callable[..., ClassifierData]:
-    """Downstream data: a configuration's training sources, the real val and test splits, augmented."""
+def _downstream(
+    patch_dir: Path, train: Callable[[Mapping[str, Any]], list[Source]], external: str | os.PathLike[str] | None
+) -> Callable[..., ClassifierData]:
+    """Downstream data: a configuration's training sources, the real val and test splits (and the
+    external set, scored per volume), augmented."""
     val = [make_source(patch_dir / "val.h5", "label")]
     test = {REAL_TEST: [make_source(patch_dir / "test.h5", "label")]}
-    return lambda config: ClassifierData(train(config), val, test, augment=True)
+    if external is not None:
+        test[EXTERNAL_TEST] = [make_source(external, "label")]
+    level = frozenset({EXTERNAL_TEST} if external is not None else ())
+    return lambda config: ClassifierData(train(config), val, test, augment=True, volume_level=level)
 
 
 def _describe(path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -327,14 +343,17 @@ def _run(
     overrides: Mapping[str, Any] | None,
     progress: bool,
     over: Sequence[str],
+    external: str | os.PathLike[str] | None = None,
 ) -> Path:
     fixed = {"profile": profile, "overrides": dict(overrides or {})}
+    if external is not None:  # a classifier scored on the external set is another result
+        fixed["external"] = _describe(external)
     grid = [{**config, **fixed} for config in grid]
     store = ResultStore(out_dir / "results")
     records = run_grid(grid, BundleClassifier(out_dir, data, profile, overrides), store, progress=progress)
     rows = summarize(records, over=over, experiment=experiment)
-    shown = [{key: value for key, value in row.items() if key not in ("real", "synthetic", "data_seed", "profile",
-                                                                         "overrides", "experiment")} for row in rows]
+    hidden = ("real", "synthetic", "data_seed", "profile", "overrides", "experiment", "external")
+    shown = [{key: value for key, value in row.items() if key not in hidden} for row in rows]
     markdown, _ = write_table(shown, out_dir / "summary")
     if experiment == SUBSTITUTION:
         substitution_figure(rows, out_dir / f"{experiment}.png", title="substitution: real fraction replaced by synthetic")
