@@ -240,20 +240,14 @@ def experiments(
             ``RUN/external/external.h5`` when it exists.
         progress: progress bars over the configurations.
     """
-    from monai_cmri.experiments.classifier import (
-        draw_stage1_pool,
-        run_additive,
-        run_real_vs_synthetic,
-        run_substitution,
-    )
+    from monai_cmri.experiments.classifier import EXPERIMENTS, run_experiments
     from monai_cmri.experiments.composition import SUBSTITUTION_FRACTIONS
 
     root = Path(_path("run", run))
     names = [name.strip() for name in (which.split(",") if isinstance(which, str) else which) if name.strip()]
-    unknown = sorted(set(names) - {"real_vs_synthetic", "substitution", "additive"})
+    unknown = sorted(set(names) - set(EXPERIMENTS))
     if unknown or not names:
-        raise UsageError(f"--which: unknown experiment(s) {unknown or names}; "
-                         "expected real_vs_synthetic, substitution, additive")
+        raise UsageError(f"--which: unknown experiment(s) {unknown or names}; expected {', '.join(EXPERIMENTS)}")
     if profile not in ("cpu", "full"):
         raise UsageError(f"--profile: expected cpu or full, got {profile!r}")
     seeds, test_sets = _integer("seeds", seeds, 1), _integer("test_sets", test_sets, 1)
@@ -264,30 +258,18 @@ def experiments(
         raise UsageError(f"--fractions: expected comma-separated numbers in [0, 1], got {fractions!r}") from None
     if not chosen or any(not 0.0 <= value <= 1.0 for value in chosen):
         raise UsageError(f"--fractions: expected numbers in [0, 1], got {fractions!r}")
-    overrides = {} if epochs is None else {"epochs": _integer("epochs", epochs, 1)}
-    needed = {"real_vs_synthetic": [root / "cvae" / "latents" / "train.h5", root / "flow_stage1" / "models" / "model.pt"],
-              "substitution": [root / "patches" / "train.h5", root / "flow_stage2" / "synthetic" / "patches.h5"]}
-    needed["additive"] = needed["substitution"]
-    missing = [str(path) for name in names for path in needed[name] if not path.is_file()]
-    if missing:
-        raise UsageError(f"{missing[0]}: not found; run the main job (pipeline --out {root}) first")
     if external is None:
         external = root / "external" / "external.h5" if (root / "external" / "external.h5").is_file() else None
     elif not Path(external).is_file():
         raise UsageError(f"--external: {external}: not found")
-    out = root / "experiments"
-    common = {"seeds": range(seeds), "profile": profile, "overrides": overrides, "progress": bool(progress)}
-    for name in names:
-        if name == "real_vs_synthetic":
-            pool = draw_stage1_pool(root / "cvae" / "latents", root / "flow_stage1", out / "real_vs_synthetic_pool.h5",
-                                    test_sets=test_sets, profile=profile)
-            table = run_real_vs_synthetic(root / "cvae" / "latents", pool, out / name, test_sets=test_sets, **common)
-        else:
-            experiment = run_substitution if name == "substitution" else run_additive
-            # each experiment's baseline: 100 % real for substitution, nothing added for additive
-            grid = sorted({1.0, *chosen}) if name == "substitution" else sorted({0.0, *chosen})
-            table = experiment(root / "patches", root / "flow_stage2" / "synthetic" / "patches.h5", out / name,
-                               fractions=grid, external=external, **common)
+    overrides = {} if epochs is None else {"epochs": _integer("epochs", epochs, 1)}
+    try:
+        tables = run_experiments(root, names, seeds=range(seeds), substitution_fractions=chosen,
+                                 additive_fractions=chosen, test_sets=test_sets, external=external, profile=profile,
+                                 overrides=overrides, progress=bool(progress))
+    except FileNotFoundError as error:
+        raise UsageError(f"{error}; run the main job (pipeline --out {root}) first") from None
+    for name, table in tables.items():
         print(f"## {name}\n\n{table.read_text().strip()}\n")
 
 

@@ -7,8 +7,9 @@ hundred MB; the demo stays under 2 GB).
 
 Stages, each announced with one line as it starts: simulate + preprocess (per volume: simulate,
 ESPIRiT, figure, patches; in worker processes of one thread each), merge (volume-level splits),
-the ``cvae`` bundle's train, evaluate and encode, then the ``flow_stage1`` and ``flow_stage2``
-bundles' train and sample (paper 2.3). Every bundle runs through MONAI's bundle API with its CPU
+the ``cvae`` bundle's train, evaluate and encode, the ``flow_stage1`` and ``flow_stage2``
+bundles' train and sample (paper 2.3), then the classifier experiments on a reduced grid
+(:data:`DEMO_EXPERIMENTS`, paper 2.4) with the ``classifier`` bundle. Every bundle runs through MONAI's bundle API with its CPU
 profile (``configs/cpu.json``). Training needs volumes in train, val and test, so it needs at
 least :func:`minimum_volumes` volumes (13); ``train=False`` runs with any number.
 
@@ -25,7 +26,9 @@ Layout of the output folder::
                   latent_statistics.{csv,md}
     flow_stage2/  the same for flow_stage2, its counts matched to the training split per class and
                   sequence, samples.png normal against abnormal (paper Figure 5)
-    summary.md    what was made, with the sheets and the latent statistics
+    experiments/  real_vs_synthetic/, substitution/, additive/: one record per configuration,
+                  summary.{csv,md} and the figures (monai_cmri.experiments.classifier)
+    summary.md    what was made, with the sheets, the latent statistics and the experiments' tables
 """
 
 from __future__ import annotations
@@ -44,6 +47,7 @@ from monai_cmri.bundles import BUNDLES, bundle_configs, run_bundle
 from monai_cmri.data.annotations import Annotations, volume_name
 from monai_cmri.data.splits import SPLITS, split_volumes
 from monai_cmri.data.summary import format_rows, volume_row
+from monai_cmri.experiments.classifier import run_experiments
 from monai_cmri.figures import pick_slices, render_patches, render_slices
 from monai_cmri.preprocess import (
     VOLUMES_DIR,
@@ -56,7 +60,8 @@ from monai_cmri.preprocess import (
 from monai_cmri.simulate import DEMO_VOLUMES, dataset_volume, plan_volume, write_annotations, write_volume
 from monai_cmri.threads import apply_thread_policy, pool_workers
 
-__all__ = ["BUNDLES", "CVAE_STAGES", "FLOW_STAGES", "minimum_volumes", "check_size", "run_cvae", "run_flow", "run_pipeline"]
+__all__ = ["BUNDLES", "CVAE_STAGES", "FLOW_STAGES", "EXPERIMENT_STAGES", "DEMO_EXPERIMENTS", "minimum_volumes", "check_size",
+           "run_cvae", "run_flow", "run_pipeline"]
 
 #: The runs of the ``cvae`` bundle, in order, and what each does.
 CVAE_STAGES: dict[str, str] = {
@@ -70,6 +75,22 @@ FLOW_STAGES: dict[str, str] = {
     "stage1 sample": "flow_stage1 sample per sequence, decode, sheet, statistics",
     "stage2 train": "flow_stage2 train from stage 1 (CPU profile)",
     "stage2 sample": "flow_stage2 sample matched to the training split, decode, sheet, statistics",
+}
+#: The classifier experiments of the main job, in order, and what each does.
+EXPERIMENT_STAGES: dict[str, str] = {
+    "real_vs_synthetic": "classifier: real vs synthetic latents per sequence (Table 4)",
+    "substitution": "classifier: substitution, real patches replaced by synthetic (Figures 6-7)",
+    "additive": "classifier: additive, synthetic patches added to all real ones (Figure 8)",
+}
+#: The main job's reduced grid of the experiments (the paper's: 5 seeds, 4 synthetic test sets,
+#: fractions 0-100 % in steps of 10 %). The classifier's stem halves the input (``stem_stride``
+#: 2): a quarter of the work per patch of the CPU profile's network.
+DEMO_EXPERIMENTS: dict = {
+    "seeds": (0,),
+    "test_sets": 1,
+    "substitution_fractions": (0.0, 1.0),
+    "additive_fractions": (0.0, 1.0),
+    "overrides": {"stem_stride": 2},
 }
 _FLOW_TITLES = {
     "flow_stage1": "synthetic and real patches per sequence (paper Figure 4)",
@@ -293,7 +314,8 @@ def run_pipeline(
         coils: receive coil counts to draw from; the simulator's fastMRI-like mix (8-20) by default.
         keep_kspace: keep the simulated fastMRI files (100-500 MB each).
         train: run the bundles (CPU profile): the cvae (train, evaluate, encode the splits to
-            latents), then flow stage 1 and stage 2 (train, sample, decode, sheets, statistics).
+            latents), flow stage 1 and stage 2 (train, sample, decode, sheets, statistics), then the
+            classifier experiments on :data:`DEMO_EXPERIMENTS`.
         workers: processes that simulate and preprocess volumes, one thread each
             (:func:`monai_cmri.threads.pool_workers`; ``"auto"`` is one per CPU). The outputs do
             not depend on it beyond float32 rounding (a thread count changes the order of sums). With 1, the volumes are processed in this process and the progress
@@ -315,7 +337,8 @@ def run_pipeline(
     shutil.rmtree(patches_dir / VOLUMES_DIR, ignore_errors=True)
     for folder in (kspace_dir, figures_dir, patches_dir / VOLUMES_DIR):
         folder.mkdir(parents=True, exist_ok=True)
-    stages = ["simulate + preprocess", "merge", *((*CVAE_STAGES.values(), *FLOW_STAGES.values()) if train else ())]
+    stages = ["simulate + preprocess", "merge",
+              *((*CVAE_STAGES.values(), *FLOW_STAGES.values(), *EXPERIMENT_STAGES.values()) if train else ())]
 
     def announce(stage: str, detail: str) -> None:
         if progress:
@@ -361,7 +384,7 @@ def run_pipeline(
     if (patches_dir / "train.h5").is_file():
         figures.append(render_patches(patches_dir / "train.h5", figures_dir / "patches.png", seed=seed))
     empty = [split for split in SPLITS if not manifest["patches"].get(split)]
-    table, flows, problem = None, {}, None
+    table, flows, experiments, problem = None, {}, {}, None
     if train and empty:
         problem = (
             f"the {' and '.join(empty)} split(s) hold no patch ({volumes} volumes of {slices} slices), so the cvae "
@@ -378,6 +401,10 @@ def run_pipeline(
         flows = run_flow(
             cvae_dir / "latents", patches_dir, cvae_dir / "models" / "model.pt", out,
             on_stage=lambda stage: announce(FLOW_STAGES[stage], f"-> {out / ('flow_' + stage.split()[0])}"),
+        )
+        experiments = run_experiments(
+            out, progress=progress, **DEMO_EXPERIMENTS,
+            on_experiment=lambda name: announce(EXPERIMENT_STAGES[name], f"-> {out / 'experiments' / name}"),
         )
     minutes = (time.monotonic() - start) / 60
     summary = out / "summary.md"
@@ -404,6 +431,21 @@ def run_pipeline(
                      f"![{bundle} samples]({(folder / 'samples.png').relative_to(out)})", "",
                      "Latent statistics, synthetic against the real training latents, per sequence and channel:", "",
                      (folder / "latent_statistics.md").read_text().strip(), ""]
+    if experiments:
+        grid = DEMO_EXPERIMENTS
+        sections += [
+            "## Classifier experiments (CPU profile, reduced grid)", "",
+            f"Seeds {list(grid['seeds'])}; {grid['test_sets']} synthetic test set(s) per sequence; substitution at "
+            f"{', '.join(f'{100 * f:.0f} %' for f in grid['substitution_fractions'])} real; additive with "
+            f"{', '.join(f'{100 * f:.0f} %' for f in grid['additive_fractions'])} synthetic added. AUROC on the "
+            "real test split (downstream) or on real against synthetic test latents; the demo's training split "
+            "holds one volume per labeled class and sequence, so these show the code path, not the method.", "",
+        ]
+        for name, summary_table in experiments.items():
+            sections += [f"### {name}", "", summary_table.read_text().strip(), ""]
+            figure = summary_table.parent / f"{name}.png"
+            if figure.is_file():
+                sections += [f"![{name}]({figure.relative_to(out)})", ""]
     if problem is not None:
         sections += ["## cvae: not run", "", problem, ""]
     sections += ["## Files written", "", *_written(out, figures, manifest, keep_kspace, table is not None, summary), ""]
@@ -443,6 +485,10 @@ def _written(
                 (f"{bundle} sheet and statistics", [folder / "samples.png", *sorted(folder.glob("latent_statistics.*"))]),
                 (f"{bundle} TensorBoard logs", sorted(folder.glob("events.out.tfevents.*"))[-1:]),
             ]
+    if trained:
+        for name in EXPERIMENT_STAGES:
+            folder = out / "experiments" / name
+            groups.append((f"{name} results", [*sorted(folder.glob("summary.*")), *sorted(folder.glob("*.png"))]))
     groups.append(("this summary", [summary]))
     lines = []
     for what, paths in groups:

@@ -11,7 +11,8 @@ the configurations it had not finished) and write their tables and figures.
 Layout of an experiment folder::
 
     results/       one JSON record per finished configuration (parameters, seed, metrics, timing)
-    runs/<key>/    the bundle's outputs of that configuration: metrics.json, scores_<test set>.csv
+    runs/<key>/    the bundle's outputs of that configuration: sources.json (what it read),
+                   metrics.json, scores_<test set>.csv
                    (the model weights are removed once scored unless ``keep_models``)
     summary.csv, summary.md    mean +- std per configuration (and test set)
     <experiment>.png           Figures 6/7 (substitution) or 8 (additive)
@@ -30,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from monai_cmri.atomic import file_sha256
+from monai_cmri.atomic import file_sha256, write_json
 from monai_cmri.bundles import run_bundle
 from monai_cmri.experiments.aggregate import auroc, volume_auroc
 from monai_cmri.experiments.composition import ADDITIVE_FRACTIONS, SUBSTITUTION_FRACTIONS, additive, substitution
@@ -59,6 +60,8 @@ __all__ = [
     "read_scores",
     "pool_size",
     "draw_stage1_pool",
+    "EXPERIMENTS",
+    "run_experiments",
 ]
 
 #: Names of the real test split's and the external set's test sets in the downstream metrics.
@@ -118,19 +121,29 @@ class BundleClassifier:
         data = self.data(config)
         folder = self.out_dir / "runs" / config_key(config)
         models = folder / "models"
-        first = next(iter(data.tests.values()))
+        folder.mkdir(parents=True, exist_ok=True)
+        # The sources (thousands of row indices) go to a file that the bundle reads, which keeps
+        # them out of the bundle's log of its overrides and beside the run's outputs.
+        sources = folder / "sources.json"
+        write_json(sources, {"train": data.train, "val": data.val, "tests": data.tests})
+
+        def read(*keys: str) -> str:
+            path = json.dumps(str(sources))
+            return f"$__import__('json').loads(open({path}).read())" + "".join(f"[{json.dumps(k)}]" for k in keys)
+
+        first = next(iter(data.tests))
         common = {"output_dir": str(folder), "ckpt_dir": str(models), **self.overrides}
         # A configuration either finished (its record exists) or starts over: no half-state is reused.
         run_bundle("classifier", "training", ["train.json"], {
-            **common, "train_sources": data.train, "val_sources": data.val, "test_sources": first,
+            **common, "train_sources": read("train"), "val_sources": read("val"), "test_sources": read("tests", first),
             "augment": data.augment, "seed": int(config["seed"]), "resume": False, "progress": False,
         }, self.profile)
         summary = json.loads((folder / "metrics.json").read_text())
         result: dict[str, Any] = {"auroc": {}, "counts": {}, "val_auroc": summary.get("val_auroc"),
                                   "best_epoch": summary.get("best_epoch")}
-        for name, sources in data.tests.items():
+        for name in data.tests:
             scores = folder / f"scores_{name}.csv"
-            run_bundle("classifier", "run", ["inference.json"], {**common, "sources": sources,
+            run_bundle("classifier", "run", ["inference.json"], {**common, "sources": read("tests", name),
                                                                   "scores_path": str(scores)}, self.profile)
             targets, probabilities, files = read_scores(scores, volumes=True)
             result["auroc"][name] = (volume_auroc(files, probabilities, targets.astype(int))
@@ -258,6 +271,78 @@ def run_real_vs_synthetic(
                               augment=False)
 
     return _run(REAL_VS_SYNTHETIC, grid, data, out_dir, profile, overrides, progress, ("seed", "test_set"))
+
+
+#: The experiments :func:`run_experiments` knows, in the order it runs them.
+EXPERIMENTS: tuple[str, ...] = (REAL_VS_SYNTHETIC, SUBSTITUTION, ADDITIVE_EXPERIMENT)
+
+
+def run_experiments(
+    run_dir: str | os.PathLike[str],
+    which: Sequence[str] = EXPERIMENTS,
+    seeds: Iterable[int] = SEEDS,
+    substitution_fractions: Iterable[float] = SUBSTITUTION_FRACTIONS,
+    additive_fractions: Iterable[float] = (0.0, *ADDITIVE_FRACTIONS),
+    test_sets: int = TEST_SETS,
+    external: str | os.PathLike[str] | None = None,
+    profile: str = "cpu",
+    overrides: Mapping[str, Any] | None = None,
+    progress: bool = True,
+    on_experiment: Callable[[str], None] | None = None,
+) -> dict[str, Path]:
+    """The classifier experiments on a main-job folder (paper 2.4, Table 4, Figures 6-8).
+
+    Reads ``RUN/patches``, ``RUN/cvae/latents``, ``RUN/flow_stage1`` (whose model draws the
+    real-vs-synthetic pool, :func:`draw_stage1_pool`) and ``RUN/flow_stage2/synthetic/patches.h5``;
+    writes ``RUN/experiments/<experiment>/`` (module docstring). Substitution always includes its
+    100 %-real baseline and additive its nothing-added one.
+
+    Args:
+        run_dir: the main job's output folder.
+        which: experiments among :data:`EXPERIMENTS`.
+        seeds: classifier seeds per configuration.
+        substitution_fractions: real fractions of the substitution experiment.
+        additive_fractions: added synthetic fractions of the additive experiment.
+        test_sets: synthetic test sets of the real-vs-synthetic experiment.
+        external: an external patch file scored per volume by the downstream classifiers.
+        profile, overrides, progress: as :class:`BundleClassifier`.
+        on_experiment: called with each experiment's name as it starts.
+
+    Returns:
+        ``{experiment: its Markdown summary table}``.
+
+    Raises:
+        ValueError: for an unknown experiment.
+        FileNotFoundError: naming the first input that is missing.
+    """
+    root = Path(run_dir)
+    unknown = sorted(set(which) - set(EXPERIMENTS))
+    if unknown:
+        raise ValueError(f"unknown experiment(s) {unknown}; expected some of {', '.join(EXPERIMENTS)}")
+    latents, patches = root / "cvae" / "latents", root / "patches"
+    synthetic = root / "flow_stage2" / "synthetic" / "patches.h5"
+    needed = {REAL_VS_SYNTHETIC: [latents / "train.h5", root / "flow_stage1" / "models" / "model.pt"],
+              SUBSTITUTION: [patches / "train.h5", synthetic], ADDITIVE_EXPERIMENT: [patches / "train.h5", synthetic]}
+    missing = [path for name in which for path in needed[name] if not path.is_file()]
+    if missing:
+        raise FileNotFoundError(f"{missing[0]}: not found; the experiments read the main job's outputs in {root}")
+    out = root / "experiments"
+    common = {"seeds": list(seeds), "profile": profile, "overrides": overrides, "progress": progress}
+    tables = {}
+    for name in [name for name in EXPERIMENTS if name in which]:
+        if on_experiment is not None:
+            on_experiment(name)
+        if name == REAL_VS_SYNTHETIC:
+            pool = draw_stage1_pool(latents, root / "flow_stage1", out / "real_vs_synthetic_pool.h5",
+                                    test_sets=test_sets, profile=profile)
+            tables[name] = run_real_vs_synthetic(latents, pool, out / name, test_sets=test_sets, **common)
+        elif name == SUBSTITUTION:
+            tables[name] = run_substitution(patches, synthetic, out / name, external=external,
+                                            fractions=sorted({1.0, *map(float, substitution_fractions)}), **common)
+        else:
+            tables[name] = run_additive(patches, synthetic, out / name, external=external,
+                                        fractions=sorted({0.0, *map(float, additive_fractions)}), **common)
+    return tables
 
 
 def pool_size(latent_dir: str | os.PathLike[str], test_sets: int = TEST_SETS) -> int:
