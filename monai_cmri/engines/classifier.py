@@ -61,7 +61,7 @@ from monai.utils import CommonKeys as Keys
 
 from monai_cmri.atomic import remove_stale_temporaries, write_json, write_text
 from monai_cmri.data.sequences import SEQUENCES
-from monai_cmri.engines.cvae import _autocast
+from monai_cmri.engines.cvae import _autocast, _backward_step
 from monai_cmri.engines.trainer_state import _gather
 
 __all__ = [
@@ -241,23 +241,8 @@ class ClassifierTrainStep:
         output[Keys.LOSS] = loss
         engine.fire_event(IterationEvents.LOSS_COMPLETED)
 
-        scaler = engine.scaler if engine.amp and engine.scaler is not None else None
-        (scaler.scale(loss) if scaler is not None else loss).backward()
-        engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
-        if scaler is not None:
-            scaler.unscale_(engine.optimizer)
-        parameters = [p for group in engine.optimizer.param_groups for p in group["params"] if p.grad is not None]
-        if self.max_grad_norm is not None:
-            grad_norm = torch.nn.utils.clip_grad_norm_(parameters, self.max_grad_norm)
-        else:
-            grad_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters]) if parameters else torch.zeros(())
-        if scaler is not None:
-            scaler.step(engine.optimizer)
-            scaler.update()
-        else:
-            engine.optimizer.step()
+        output["grad_norm"] = _backward_step(engine, loss, self.max_grad_norm)
         output[Keys.LOSS] = loss.detach()
-        output["grad_norm"] = grad_norm.detach().float()
         engine.fire_event(IterationEvents.MODEL_COMPLETED)
         return output
 

@@ -210,6 +210,34 @@ def lower_is_better(current: float, best: float) -> bool:
     return best < 0 or current < best
 
 
+def _backward_step(engine: Any, loss: torch.Tensor, max_grad_norm: float | None) -> torch.Tensor:
+    """Backward, gradient-norm clipping and the optimizer step of a training iteration.
+
+    Uses the trainer's gradient scaler when ``engine.amp`` (gradients are unscaled before the
+    norm), clips the norm of the parameters that have gradients to ``max_grad_norm`` unless it is
+    None, and fires ``BACKWARD_COMPLETED`` after the backward pass.
+
+    Returns:
+        The total gradient norm before clipping, detached fp32 (0 when no parameter has a gradient).
+    """
+    scaler = engine.scaler if engine.amp and engine.scaler is not None else None
+    (scaler.scale(loss) if scaler is not None else loss).backward()
+    engine.fire_event(IterationEvents.BACKWARD_COMPLETED)
+    if scaler is not None:
+        scaler.unscale_(engine.optimizer)
+    parameters = [p for group in engine.optimizer.param_groups for p in group["params"] if p.grad is not None]
+    if max_grad_norm is not None:
+        grad_norm = torch.nn.utils.clip_grad_norm_(parameters, max_grad_norm)
+    else:
+        grad_norm = torch.nn.utils.get_total_norm([p.grad for p in parameters]) if parameters else torch.zeros(())
+    if scaler is not None:
+        scaler.step(engine.optimizer)
+        scaler.update()
+    else:
+        engine.optimizer.step()
+    return grad_norm.detach().float()
+
+
 def _autocast(engine: Any) -> torch.autocast:
     """Autocast on the engine's device when ``engine.amp``; a disabled context otherwise."""
     device = engine.state.device if engine.state.device is not None else torch.device("cpu")

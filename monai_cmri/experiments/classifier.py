@@ -47,6 +47,7 @@ from monai_cmri.experiments.grids import (
 from monai_cmri.experiments.plots import additive_figure, substitution_figure
 from monai_cmri.experiments.real_vs_synthetic import TEST_SETS, real_vs_synthetic
 from monai_cmri.experiments.results import ResultStore, config_key
+from monai_cmri.experiments.rows import read_rows
 from monai_cmri.experiments.runner import run_grid
 from monai_cmri.experiments.sources import Source, make_source
 from monai_cmri.experiments.tables import summarize, write_table
@@ -348,8 +349,6 @@ def run_experiments(
 def pool_size(latent_dir: str | os.PathLike[str], test_sets: int = TEST_SETS) -> int:
     """Synthetic latents per sequence that :func:`run_real_vs_synthetic` needs: the largest
     ``train + val + test_sets * test`` count of real latents over the sequences."""
-    from monai_cmri.experiments.rows import read_rows
-
     counts: dict[str, int] = {}
     for split, times in (("train", 1), ("val", 1), ("test", test_sets)):
         rows = read_rows(Path(latent_dir) / f"{split}.h5")

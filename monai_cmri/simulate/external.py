@@ -46,22 +46,21 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
-import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import h5py
 import numpy as np
 import scipy.fft
 from tqdm.auto import tqdm
 
-from monai_cmri.atomic import temporary_path, write_text
+from monai_cmri.atomic import write_text
 from monai_cmri.simulate.geometry import READOUT_FOV_MM
 from monai_cmri.simulate.kspace import rss
 from monai_cmri.simulate.lesions import ABNORMAL_FINDINGS
 from monai_cmri.simulate.spec import VolumeSpec
 from monai_cmri.simulate.volume import SNR, SimulatedVolume, simulate_volume
+from monai_cmri.simulate.writer import write_volume
 
 __all__ = [
     "EXTERNAL_SEQUENCES",
@@ -403,24 +402,7 @@ def write_external_volume(volume: ExternalVolume, out_dir: str | Path) -> Path:
     Raises:
         OSError: when the directory does not exist or the file cannot be written.
     """
-    directory = Path(out_dir)
-    if not directory.is_dir():
-        raise OSError(f"{directory}: output directory does not exist")
-    path = directory / f"{volume.spec.name}.h5"
-    tmp = temporary_path(path)
-    simulated = volume.volume
-    try:
-        with h5py.File(tmp, "w", libver=("earliest", "v110"), track_order=False) as f:
-            f.create_dataset("ismrmrd_header", data=np.bytes_(simulated.header.to_xml()), track_times=False)
-            f.create_dataset("kspace", data=simulated.kspace, track_times=False)
-            f.create_dataset("reconstruction_rss", data=simulated.reconstruction_rss, track_times=False)
-            for key, value in simulated.attrs.items():
-                f.attrs[key] = value
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    return path
+    return write_volume(volume.volume, out_dir, name=volume.spec.name)
 
 
 def write_external_labels(out_dir: str | Path, specs: Sequence[ExternalSpec]) -> Path:

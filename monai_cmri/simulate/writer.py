@@ -55,7 +55,7 @@ def dataset_volume(
     return simulate_volume(spec, np.random.default_rng([seed, index, 1]))
 
 
-def write_volume(volume: SimulatedVolume, out_dir: str | Path) -> Path:
+def write_volume(volume: SimulatedVolume, out_dir: str | Path, name: str | None = None) -> Path:
     """Write one volume as ``out_dir/{name}.h5`` in the fastMRI brain multi-coil layout.
 
     Datasets ``kspace`` (complex64), ``reconstruction_rss`` (float32), ``ismrmrd_header``
@@ -64,6 +64,7 @@ def write_volume(volume: SimulatedVolume, out_dir: str | Path) -> Path:
     Args:
         volume: from :func:`~monai_cmri.simulate.volume.simulate_volume`.
         out_dir: an existing directory.
+        name: the file stem; the volume's ``spec.name`` by default.
 
     Returns:
         the path of the file.
@@ -74,7 +75,7 @@ def write_volume(volume: SimulatedVolume, out_dir: str | Path) -> Path:
     directory = Path(out_dir)
     if not directory.is_dir():
         raise OSError(f"{directory}: output directory does not exist")
-    path = directory / f"{volume.spec.name}.h5"
+    path = directory / f"{name or volume.spec.name}.h5"
     tmp = temporary_path(path)
     try:
         with h5py.File(tmp, "w", libver=("earliest", "v110"), track_order=False) as f:
