@@ -19,4 +19,5 @@ run cuda_tests python -m pytest -q -rs tests/data/test_espirit.py -k cuda
 run espirit python scripts/bench/espirit.py --device=cuda --slices=64 --sigpy_slices=0
 run train_cvae python scripts/bench/train_cvae.py --device=cuda --batch_size=64
 run flow python scripts/bench/flow.py --device=cuda --json="$out/flow.json"
+run classifier python scripts/bench/classifier.py --device=cuda --profile=full --json="$out/classifier.json"
 exit $status
