@@ -9,6 +9,10 @@ Commands:
     figure      render a fastMRI file's slices (magnitude, phase, boxes) to PNG
     sheet       render a sheet of patches (magnitude, phase; normal vs abnormal) to PNG
     export      write a fastMRI file's combined volume as NIfTI (magnitude, phase)
+    experiments the classifier experiments on a main-job folder (paper 2.4, Table 4, Figures 6-8)
+    real_vs_synthetic, substitution, additive
+                one of those experiments
+    select      select a flow stage's checkpoint among those its bundle kept (paper 2.4.3)
 
 Each command is a thin wrapper over the package; ``python -m monai_cmri <command> --help`` lists
 its arguments.
@@ -39,6 +43,10 @@ COMMANDS = {
     "sheet": commands.sheet,
     "export": commands.export,
     "experiments": commands.experiments,
+    "real_vs_synthetic": commands.real_vs_synthetic,
+    "substitution": commands.substitution,
+    "additive": commands.additive,
+    "select": commands.select,
 }
 #: Exit status of a command that failed, of one given bad arguments (as fire's own), of an interrupt.
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130

@@ -273,6 +273,70 @@ def experiments(
         print(f"## {name}\n\n{table.read_text().strip()}\n")
 
 
+def select(run: str = "runs/demo", stage: int = 1, seeds: int = 1, epochs: int | None = None, profile: str = "cpu",
+           progress: bool = True) -> None:
+    """Select a flow stage's checkpoint among those its bundle kept (paper 2.4.3).
+
+    Stage 1: the lowest real-vs-synthetic AUROC on the validation latents; stage 2: the highest
+    downstream AUROC on the real validation patches of a classifier trained on the checkpoint's
+    synthetic patches alone (:mod:`monai_cmri.experiments.selection`). Writes
+    ``RUN/flow_stageN/selection.json`` and ``selection.md``; a rerun skips finished classifier runs.
+
+    Args:
+        run: the main job's output folder (``cvae/``, ``patches/``, ``flow_stage1/``, ``flow_stage2/``).
+        stage: 1 or 2.
+        seeds: classifier seeds per checkpoint (and sequence, for stage 1).
+        epochs: classifier epochs, if not the profile's.
+        profile: ``cpu`` or ``full``, the flow model's profile (the classifier runs with the same).
+        progress: a progress bar over the classifier runs.
+    """
+    from monai_cmri.experiments.selection import select_stage1, select_stage2
+
+    root = Path(_path("run", run))
+    if stage not in (1, 2):
+        raise UsageError(f"--stage: expected 1 or 2, got {stage!r}")
+    if profile not in ("cpu", "full"):
+        raise UsageError(f"--profile: expected cpu or full, got {profile!r}")
+    overrides = {} if epochs is None else {"epochs": _integer("epochs", epochs, 1)}
+    common = {"seeds": range(_integer("seeds", seeds, 1)), "profile": profile, "overrides": overrides,
+              "progress": bool(progress)}
+    latents, folder = root / "cvae" / "latents", root / f"flow_stage{stage}"
+    try:
+        if stage == 1:
+            select_stage1(latents, folder, **common)
+        else:
+            select_stage2(root / "patches", latents, folder, root / "cvae" / "models" / "model.pt", **common)
+    except FileNotFoundError as error:
+        raise UsageError(f"{error}; run the main job (pipeline --out {root}) first") from None
+    print((folder / "selection.md").read_text().strip())
+
+
+def real_vs_synthetic(run: str = "runs/demo", seeds: int = 5, test_sets: int = 4, epochs: int | None = None,
+                      profile: str = "cpu", progress: bool = True) -> None:
+    """Real against synthetic latents per sequence (paper 2.4.1, Table 4): ``experiments --which
+    real_vs_synthetic``; arguments as :func:`experiments`."""
+    experiments(run, "real_vs_synthetic", seeds=seeds, test_sets=test_sets, epochs=epochs, profile=profile,
+                progress=progress)
+
+
+def substitution(run: str = "runs/demo", seeds: int = 5, fractions: str | Sequence[float] | None = None,
+                 epochs: int | None = None, profile: str = "cpu", external: str | None = None,
+                 progress: bool = True) -> None:
+    """Real patches replaced by synthetic ones (paper 2.4.2, Figures 6-7): ``experiments --which
+    substitution``; arguments as :func:`experiments`."""
+    experiments(run, "substitution", seeds=seeds, fractions=fractions, epochs=epochs, profile=profile,
+                external=external, progress=progress)
+
+
+def additive(run: str = "runs/demo", seeds: int = 5, fractions: str | Sequence[float] | None = None,
+             epochs: int | None = None, profile: str = "cpu", external: str | None = None,
+             progress: bool = True) -> None:
+    """Synthetic patches added to all real ones (paper 2.4.2, Figure 8): ``experiments --which
+    additive``; arguments as :func:`experiments`."""
+    experiments(run, "additive", seeds=seeds, fractions=fractions, epochs=epochs, profile=profile,
+                external=external, progress=progress)
+
+
 def preprocess(
     data: str,
     out: str,

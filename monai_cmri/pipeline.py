@@ -8,7 +8,8 @@ hundred MB; the demo stays under 2 GB).
 Stages, each announced with one line as it starts: simulate + preprocess (per volume: simulate,
 ESPIRiT, figure, patches; in worker processes of one thread each), merge (volume-level splits),
 the ``cvae`` bundle's train, evaluate and encode, the ``flow_stage1`` and ``flow_stage2``
-bundles' train and sample (paper 2.3), then the classifier experiments on a reduced grid
+bundles' train, model selection (:mod:`monai_cmri.experiments.selection`) and sample (paper 2.3,
+2.4.3), then the classifier experiments on a reduced grid
 (:data:`DEMO_EXPERIMENTS`, paper 2.4) with the ``classifier`` bundle. Every bundle runs through MONAI's bundle API with its CPU
 profile (``configs/cpu.json``). Training needs volumes in train, val and test, so it needs at
 least :func:`minimum_volumes` volumes (13); ``train=False`` runs with any number.
@@ -21,9 +22,10 @@ Layout of the output folder::
     patches/      volumes/*.h5, train.h5, val.h5, test.h5, splits.json, manifest.json
     cvae/         the cvae bundle's outputs (CPU profile): model.pt, TensorBoard logs, the
                   per-sequence evaluation table (CSV, Markdown) and figure, latents/{split}.h5
-    flow_stage1/  the flow_stage1 bundle's outputs: models/model.pt, synthetic/latents.h5 and
-                  patches.h5 (the same number per sequence), samples.png (paper Figure 4),
-                  latent_statistics.{csv,md}
+    flow_stage1/  the flow_stage1 bundle's outputs: models/model.pt and the kept
+                  models/epoch_*.pt, selection.{json,md} and selection/ (paper 2.4.3: which kept
+                  checkpoint samples), synthetic/latents.h5 and patches.h5 (the same number per
+                  sequence), samples.png (paper Figure 4), latent_statistics.{csv,md}
     flow_stage2/  the same for flow_stage2, its counts matched to the training split per class and
                   sequence, samples.png normal against abnormal (paper Figure 5)
     experiments/  real_vs_synthetic/, substitution/, additive/: one record per configuration,
@@ -48,6 +50,13 @@ from monai_cmri.data.annotations import Annotations, volume_name
 from monai_cmri.data.splits import SPLITS, split_volumes
 from monai_cmri.data.summary import format_rows, volume_row
 from monai_cmri.experiments.classifier import run_experiments
+from monai_cmri.experiments.selection import (
+    SELECTION_FILE,
+    adopt_selected_samples,
+    select_stage1,
+    select_stage2,
+    selected_checkpoint,
+)
 from monai_cmri.figures import pick_slices, render_patches, render_slices
 from monai_cmri.preprocess import (
     VOLUMES_DIR,
@@ -72,8 +81,10 @@ CVAE_STAGES: dict[str, str] = {
 #: The runs of the two flow bundles, in order, and what each does.
 FLOW_STAGES: dict[str, str] = {
     "stage1 train": "flow_stage1 train (CPU profile)",
+    "stage1 select": "flow_stage1 select the kept checkpoint with the lowest real-vs-synthetic validation AUROC",
     "stage1 sample": "flow_stage1 sample per sequence, decode, sheet, statistics",
-    "stage2 train": "flow_stage2 train from stage 1 (CPU profile)",
+    "stage2 train": "flow_stage2 train from the selected stage 1 (CPU profile)",
+    "stage2 select": "flow_stage2 select the kept checkpoint with the highest downstream validation AUROC",
     "stage2 sample": "flow_stage2 sample matched to the training split, decode, sheet, statistics",
 }
 #: The classifier experiments of the main job, in order, and what each does.
@@ -207,13 +218,20 @@ def run_flow(
     output_dir: Path,
     profile: str = "cpu",
     on_stage: Callable[[str], None] | None = None,
+    selection_overrides: dict | None = None,
+    progress: bool = True,
 ) -> dict[str, Path]:
-    """Train and sample both flow stages (paper 2.3) with the ``flow_stage1`` and ``flow_stage2`` bundles.
+    """Train, select and sample both flow stages (paper 2.3, 2.4.3) with the ``flow_stage1`` and
+    ``flow_stage2`` bundles.
 
-    Stage 1 trains on the training latents conditioned on the sequence and draws the same number
-    of latents per sequence; stage 2 starts from stage 1's weights, adds the class and draws a
-    class- and sequence-matched set with the counts of the training split. Each sampling run
-    decodes its latents through the cvae, draws its sheet and writes the latent statistics.
+    Stage 1 trains on the training latents conditioned on the sequence; among the checkpoints it
+    keeps, the one with the lowest real-vs-synthetic validation AUROC is selected
+    (:func:`monai_cmri.experiments.selection.select_stage1`) and draws the same number of latents
+    per sequence. Stage 2 starts from the selected stage-1 weights, adds the class, selects the
+    checkpoint with the highest downstream validation AUROC
+    (:func:`~monai_cmri.experiments.selection.select_stage2`) and draws a class- and
+    sequence-matched set with the counts of the training split. Each sampling run decodes its
+    latents through the cvae, draws its sheet and writes the latent statistics.
 
     Args:
         latents_dir: the cvae's latent files (``train.h5``, ``val.h5``).
@@ -222,6 +240,8 @@ def run_flow(
         output_dir: the parent of the two bundle output folders ``flow_stage1`` and ``flow_stage2``.
         profile: ``"cpu"`` merges each bundle's ``configs/cpu.json``; ``"full"`` does not.
         on_stage: called with each key of :data:`FLOW_STAGES` as that run starts.
+        selection_overrides: ``classifier`` bundle variables of the selection runs.
+        progress: progress bars over the selection's classifier runs.
 
     Returns:
         ``{"flow_stage1": folder, "flow_stage2": folder}``.
@@ -232,13 +252,25 @@ def run_flow(
     folders = {bundle: output_dir / bundle for bundle in ("flow_stage1", "flow_stage2")}
     for bundle, folder in folders.items():
         overrides = {"dataset_dir": str(latents_dir), "output_dir": str(folder), "ckpt_dir": str(folder / "models")}
-        sample = {"patch_dir": str(patch_dir), "cvae_ckpt": str(cvae_ckpt)}
         train = {"resume": False}  # the latents were just remade, as for the cvae
         if bundle == "flow_stage2":
-            train["stage1_ckpt"] = str(folders["flow_stage1"] / "models" / "model.pt")
+            train["stage1_ckpt"] = str(selected_checkpoint(folders["flow_stage1"]))
         stage = bundle.replace("flow_", "")
-        runs = {f"{stage} train": ("training", ["train.json"], train), f"{stage} sample": ("run", ["inference.json"], sample)}
-        _run_bundle(bundle, runs, overrides, profile, on_stage)
+        _run_bundle(bundle, {f"{stage} train": ("training", ["train.json"], train)}, overrides, profile, on_stage)
+        if on_stage is not None:
+            on_stage(f"{stage} select")
+        # A selection of an earlier training must not outlive it: the new one replaces it.
+        (folder / SELECTION_FILE).unlink(missing_ok=True)
+        if bundle == "flow_stage1":
+            select_stage1(latents_dir, folder, profile=profile, overrides=selection_overrides, progress=progress)
+        else:
+            select_stage2(patch_dir, latents_dir, folder, cvae_ckpt, profile=profile, overrides=selection_overrides,
+                          progress=progress)
+        sample = {"patch_dir": str(patch_dir), "cvae_ckpt": str(cvae_ckpt), "ckpt_path": str(selected_checkpoint(folder))}
+        # Stage 2's selection drew the selected weights' set exactly as the run entry would: it is
+        # adopted, and only the sheet and statistics are made.
+        entry = "report" if bundle == "flow_stage2" and adopt_selected_samples(folder, folder / "synthetic") else "run"
+        _run_bundle(bundle, {f"{stage} sample": (entry, ["inference.json"], sample)}, overrides, profile, on_stage)
         statistics = folder / "latent_statistics.md"
         if not statistics.is_file():
             raise OSError(f"{statistics}: the {bundle} inference wrote no latent statistics")
@@ -401,6 +433,7 @@ def run_pipeline(
         flows = run_flow(
             cvae_dir / "latents", patches_dir, cvae_dir / "models" / "model.pt", out,
             on_stage=lambda stage: announce(FLOW_STAGES[stage], f"-> {out / ('flow_' + stage.split()[0])}"),
+            selection_overrides=DEMO_EXPERIMENTS["overrides"], progress=progress,
         )
         experiments = run_experiments(
             out, progress=progress, **DEMO_EXPERIMENTS,
@@ -428,6 +461,8 @@ def run_pipeline(
         sections += ["## cvae (CPU profile), test split", "", table.read_text().strip(), ""]
     for bundle, folder in flows.items():
         sections += [f"## {bundle} (CPU profile): {_FLOW_TITLES[bundle]}", "",
+                     f"Model selection ({(folder / SELECTION_FILE).relative_to(out)}): "
+                     + (folder / "selection.md").read_text().strip(), "",
                      f"![{bundle} samples]({(folder / 'samples.png').relative_to(out)})", "",
                      "Latent statistics, synthetic against the real training latents, per sequence and channel:", "",
                      (folder / "latent_statistics.md").read_text().strip(), ""]
@@ -481,6 +516,8 @@ def _written(
             folder = out / bundle
             groups += [
                 (f"{bundle} model", [folder / "models" / "model.pt"]),
+                (f"{bundle} kept checkpoints", sorted((folder / "models").glob("epoch_*.pt"))),
+                (f"{bundle} selection", [folder / SELECTION_FILE, folder / "selection.md"]),
                 (f"{bundle} synthetic set", [folder / "synthetic" / "latents.h5", folder / "synthetic" / "patches.h5"]),
                 (f"{bundle} sheet and statistics", [folder / "samples.png", *sorted(folder.glob("latent_statistics.*"))]),
                 (f"{bundle} TensorBoard logs", sorted(folder.glob("events.out.tfevents.*"))[-1:]),

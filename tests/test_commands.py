@@ -155,3 +155,29 @@ def test_nothing_in_the_package_imports_the_command_line():
             if any(name in ("monai_cmri.commands", "monai_cmri.__main__") for name in names):
                 offenders.append(str(path.relative_to(package)))
     assert offenders == []
+
+
+def test_each_experiment_command_runs_that_experiment_alone(tmp_path, monkeypatch):
+    import monai_cmri.experiments.classifier as experiment
+
+    calls = []
+
+    def fake(root, names, **kwargs):
+        calls.append((Path(root), list(names), kwargs["seeds"], kwargs["test_sets"]))
+        return {}
+
+    monkeypatch.setattr(experiment, "run_experiments", fake)
+    for name in ("real_vs_synthetic", "substitution", "additive"):
+        cli.main([name, "--run", str(tmp_path), "--seeds", "2", "--noprogress"])
+    assert calls == [(tmp_path, [name], range(2), 4)
+                     for name in ("real_vs_synthetic", "substitution", "additive")]
+
+
+def test_select_checks_its_arguments_and_names_what_is_missing(tmp_path):
+    result = _cli("select", "--run", str(tmp_path), "--stage", "3")
+    assert result.returncode == 2 and "--stage: expected 1 or 2, got 3" in _error_line(result)
+    result = _cli("select", "--run", str(tmp_path), "--stage", "1")
+    assert result.returncode == 2
+    line = _error_line(result)
+    assert str(tmp_path / 'cvae' / 'latents' / 'train.h5') in line
+    assert f"run the main job (pipeline --out {tmp_path}) first" in line

@@ -11,6 +11,9 @@ from __future__ import annotations
 
 from monai_cmri.engines.checkpoint import (
     BestModelSaver,
+    EpochCheckpoints,
+    epoch_checkpoints,
+    kept_epochs,
     load_recorded,
     load_weights,
     network_sizes,
@@ -57,6 +60,9 @@ __all__ = [
     "load_weights",
     "load_recorded",
     "BestModelSaver",
+    "EpochCheckpoints",
+    "epoch_checkpoints",
+    "kept_epochs",
     "read_record",
     "record_path",
     "network_sizes",

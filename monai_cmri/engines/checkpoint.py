@@ -33,7 +33,8 @@ from torch import nn
 
 from monai_cmri.atomic import atomic_write, file_sha256, remove_stale_temporaries, write_json
 
-__all__ = ["load_weights", "load_recorded", "BestModelSaver", "read_record", "record_path", "network_sizes", "state_dict_sizes"]
+__all__ = ["load_weights", "load_recorded", "BestModelSaver", "EpochCheckpoints", "epoch_checkpoints",
+           "kept_epochs", "read_record", "record_path", "network_sizes", "state_dict_sizes"]
 
 #: Constructor sizes named in messages, in this order.
 SIZE_KEYS = ("channels", "num_res_blocks", "norm_num_groups", "latent_channels", "in_channels", "cond_dim",
@@ -258,6 +259,134 @@ class BestModelSaver:
         )
         self._on_disk = best
         self.logger.info(f"new best {name} {float(state.best_metric):.6g} at epoch {state.epoch}: saved {self.path}")
+
+
+#: File name of the weights that :class:`EpochCheckpoints` keeps from one epoch.
+EPOCH_FILE = "epoch_{epoch:04d}.pt"
+
+
+def kept_epochs(epochs: int, keep: int, interval: int | None = None) -> list[int]:
+    """The epochs whose weights :class:`EpochCheckpoints` keeps: the last ``keep`` multiples of
+    ``interval`` counted back from the final epoch.
+
+    Args:
+        epochs: the training's ``max_epochs``.
+        keep: how many to keep (0 keeps none).
+        interval: epochs between two kept ones; by default ``max(1, epochs // keep)``, which
+            spreads them over the training.
+
+    Returns:
+        Ascending epochs in ``[1, epochs]``; the last is ``epochs``.
+
+    Raises:
+        ValueError: for ``epochs < 1``, ``keep < 0`` or ``interval < 1``.
+    """
+    if epochs < 1 or keep < 0 or (interval is not None and interval < 1):
+        raise ValueError(f"kept_epochs: need epochs >= 1, keep >= 0, interval >= 1; got {epochs}, {keep}, {interval}")
+    if keep == 0:
+        return []
+    step = int(interval) if interval is not None else max(1, epochs // keep)
+    return sorted(epoch for epoch in range(epochs, 0, -step)[:keep])
+
+
+def epoch_checkpoints(save_dir: str | os.PathLike[str]) -> list[Path]:
+    """The weights kept by :class:`EpochCheckpoints` in ``save_dir`` whose record describes them,
+    in epoch order."""
+    found = []
+    for path in Path(save_dir).glob("epoch_*.pt"):
+        record = read_record(path)
+        if record is not None and isinstance(record.get("epoch"), int):
+            found.append((record["epoch"], path))
+    return [path for _, path in sorted(found)]
+
+
+class EpochCheckpoints:
+    """Keep the weights of a few epochs spread over training, for model selection (paper 2.4.3).
+
+    At the end of each epoch of :func:`kept_epochs` (``keep`` of them, the last one the final
+    epoch) the network's ``state_dict`` goes to ``save_dir/epoch_<epoch>.pt`` with a record
+    ``epoch_<epoch>.json`` (``epoch``, the validation metrics of that epoch when an evaluator is
+    given, the network's description, the file's SHA-256), each written atomically. Files left by
+    an earlier run go: at the end of every epoch those of later epochs, and when a file is kept
+    those of epochs this run does not keep, so after training the folder holds this run's
+    checkpoints only; a resumed run finds the files of its earlier epochs and keeps them.
+
+    The selection itself (:mod:`monai_cmri.experiments.selection`) trains classifiers on samples
+    of each kept checkpoint; ``model.pt`` (:class:`BestModelSaver`, lowest validation loss) stays
+    the bundle's default weights.
+
+    Written here rather than with MONAI's ``CheckpointSaver(save_interval=..., n_saved=...)``, whose
+    Ignite ``Checkpoint`` forgets the files of earlier processes (a resumed run would keep more than
+    ``n_saved``) and writes no record.
+
+    Args:
+        save_dir: folder of the weights (created if missing).
+        network: the network whose ``state_dict`` is saved (the EMA copy; a DDP wrapper is unwrapped).
+        epochs: the training's ``max_epochs``.
+        keep: how many epochs to keep.
+        interval: epochs between kept ones (:func:`kept_epochs`).
+        evaluator: the validation engine whose metrics of the epoch go into the record.
+        record: JSON-serialisable description of the network, written as ``network``.
+        save_rank: the process that writes under DDP.
+    """
+
+    def __init__(
+        self,
+        save_dir: str | os.PathLike[str],
+        network: nn.Module,
+        epochs: int,
+        keep: int,
+        interval: int | None = None,
+        evaluator: Engine | None = None,
+        record: Mapping[str, Any] | None = None,
+        save_rank: int = 0,
+    ) -> None:
+        self.save_dir = Path(save_dir)
+        self.network = network
+        self.epochs = kept_epochs(int(epochs), int(keep), interval)
+        self.evaluator = evaluator
+        self.record = json.loads(json.dumps(dict(record or {})))
+        self.save_rank = int(save_rank)
+        self.logger = logging.getLogger(__name__)
+
+    def attach(self, engine: Engine) -> None:
+        """Save at the end of the kept epochs of ``engine``; remove temporaries of a killed writer."""
+        engine.add_event_handler(Events.EPOCH_COMPLETED, self)
+        if idist.get_rank() == self.save_rank:
+            remove_stale_temporaries(self.save_dir, ".epoch_*.tmp")
+
+    def path(self, epoch: int) -> Path:
+        """The weights file of ``epoch``."""
+        return self.save_dir / EPOCH_FILE.format(epoch=int(epoch))
+
+    def __call__(self, engine: Engine) -> None:
+        epoch = int(engine.state.epoch)
+        if idist.get_rank() != self.save_rank:
+            return
+        # Files of later epochs than this one were left by an earlier run: they go, whatever the epoch.
+        for path in self.save_dir.glob("epoch_*.pt"):
+            if (read_record(path) or {}).get("epoch", epoch + 1) > epoch:
+                path.unlink(missing_ok=True)
+                record_path(path).unlink(missing_ok=True)
+        if epoch not in self.epochs:
+            return
+        network = self.network.module if isinstance(self.network, nn.parallel.DistributedDataParallel) else self.network
+        path = self.path(epoch)
+        self.save_dir.mkdir(parents=True, exist_ok=True)
+        with atomic_write(path, "wb") as handle:
+            torch.save(network.state_dict(), handle)
+        metrics = {}
+        if self.evaluator is not None and getattr(self.evaluator.state, "epoch", None) == epoch:
+            metrics = {name: float(value) for name, value in self.evaluator.state.metrics.items()
+                       if isinstance(value, (int, float))}
+        write_json(record_path(path), {"weights": path.name, "sha256": _sha256(path), "epoch": epoch,
+                                       "metrics": metrics, "network": self.record})
+        mine = {self.path(kept) for kept in self.epochs}
+        for stale in self.save_dir.glob("epoch_*.pt"):
+            if stale not in mine:
+                stale.unlink(missing_ok=True)
+                record_path(stale).unlink(missing_ok=True)
+        self.logger.info(f"epoch {epoch}: kept {path} for model selection")
 
 
 def network_sizes(network: nn.Module) -> dict[str, Any]:

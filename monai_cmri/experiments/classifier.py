@@ -59,7 +59,7 @@ __all__ = [
     "run_additive",
     "run_real_vs_synthetic",
     "read_scores",
-    "pool_size",
+    "pool_counts",
     "draw_stage1_pool",
     "EXPERIMENTS",
     "run_experiments",
@@ -293,8 +293,8 @@ def run_experiments(
 ) -> dict[str, Path]:
     """The classifier experiments on a main-job folder (paper 2.4, Table 4, Figures 6-8).
 
-    Reads ``RUN/patches``, ``RUN/cvae/latents``, ``RUN/flow_stage1`` (whose model draws the
-    real-vs-synthetic pool, :func:`draw_stage1_pool`) and ``RUN/flow_stage2/synthetic/patches.h5``;
+    Reads ``RUN/patches``, ``RUN/cvae/latents``, ``RUN/flow_stage1`` (whose selected checkpoint
+    draws the real-vs-synthetic pool, :func:`draw_stage1_pool`) and ``RUN/flow_stage2/synthetic/patches.h5``;
     writes ``RUN/experiments/<experiment>/`` (module docstring). Substitution always includes its
     100 %-real baseline and additive its nothing-added one.
 
@@ -316,13 +316,15 @@ def run_experiments(
         ValueError: for an unknown experiment.
         FileNotFoundError: naming the first input that is missing.
     """
+    from monai_cmri.experiments.selection import selected_checkpoint
+
     root = Path(run_dir)
     unknown = sorted(set(which) - set(EXPERIMENTS))
     if unknown:
         raise ValueError(f"unknown experiment(s) {unknown}; expected some of {', '.join(EXPERIMENTS)}")
     latents, patches = root / "cvae" / "latents", root / "patches"
     synthetic = root / "flow_stage2" / "synthetic" / "patches.h5"
-    needed = {REAL_VS_SYNTHETIC: [latents / "train.h5", root / "flow_stage1" / "models" / "model.pt"],
+    needed = {REAL_VS_SYNTHETIC: [latents / "train.h5", selected_checkpoint(root / "flow_stage1")],
               SUBSTITUTION: [patches / "train.h5", synthetic], ADDITIVE_EXPERIMENT: [patches / "train.h5", synthetic]}
     missing = [path for name in which for path in needed[name] if not path.is_file()]
     if missing:
@@ -346,15 +348,16 @@ def run_experiments(
     return tables
 
 
-def pool_size(latent_dir: str | os.PathLike[str], test_sets: int = TEST_SETS) -> int:
-    """Synthetic latents per sequence that :func:`run_real_vs_synthetic` needs: the largest
-    ``train + val + test_sets * test`` count of real latents over the sequences."""
+def pool_counts(latent_dir: str | os.PathLike[str], test_sets: int = TEST_SETS, test_split: str = "test") -> dict[str, int]:
+    """Synthetic latents per sequence that :func:`run_real_vs_synthetic` needs: ``train + val +
+    test_sets * test`` real latents of that sequence (``test_split`` names the file of the test
+    rows: ``"val"`` for the model selection, which scores on the validation split)."""
     counts: dict[str, int] = {}
-    for split, times in (("train", 1), ("val", 1), ("test", test_sets)):
+    for split, times in (("train", 1), ("val", 1), (test_split, test_sets)):
         rows = read_rows(Path(latent_dir) / f"{split}.h5")
         for name in set(rows.sequences.tolist()):
             counts[name] = counts.get(name, 0) + times * int((rows.sequences == name).sum())
-    return max(counts.values())
+    return counts
 
 
 def draw_stage1_pool(
@@ -364,38 +367,54 @@ def draw_stage1_pool(
     test_sets: int = TEST_SETS,
     seed: int = 1_000_000,
     profile: str = "cpu",
+    checkpoint: str | os.PathLike[str] | None = None,
+    per_sequence: int | Mapping[str, int] | None = None,
+    flow_overrides: Mapping[str, Any] | None = None,
 ) -> Path:
     """Draw the synthetic latents of the real-vs-synthetic experiment with the ``flow_stage1`` bundle.
 
     Runs the bundle's ``sample`` entry (``inference.json``: EMA weights, w = 1, Heun) for
-    :func:`pool_size` latents per sequence, seeds from ``seed`` on (apart from the sheet's), into
-    ``out``; an existing file of that size made from the same checkpoint is reused.
+    :func:`pool_counts` latents of each sequence, seeds from ``seed`` on (apart from the sheet's),
+    into ``out``; an existing file with as many made from the same checkpoint is reused.
 
     Args:
         latent_dir: the real latents (the cvae's ``latents`` folder).
-        stage1_dir: the ``flow_stage1`` output folder (``models/model.pt``).
+        stage1_dir: the ``flow_stage1`` output folder.
         out: the synthetic latent file to write.
         test_sets, profile: as :func:`run_real_vs_synthetic`; the profile must be the model's.
         seed: the first sample seed.
+        checkpoint: the weights to sample; by default the selected ones
+            (:func:`monai_cmri.experiments.selection.selected_checkpoint`).
+        per_sequence: ``{sequence: count}`` (or one count for every sequence), if not
+            :func:`pool_counts` of ``latent_dir`` and ``test_sets``.
+        flow_overrides: further ``flow_stage1`` variables (e.g. the network sizes of a model
+            trained with other settings than the profile's).
 
     Returns:
         ``out``.
     """
+    from monai_cmri.data.sequences import SEQUENCES
+    from monai_cmri.experiments.selection import selected_checkpoint
+    from monai_cmri.flow.sampling import counts_per_sequence
     from monai_cmri.latents import LatentDataset
 
     out, stage1_dir = Path(out), Path(stage1_dir)
-    per_sequence = pool_size(latent_dir, test_sets)
-    checkpoint = stage1_dir / "models" / "model.pt"
+    counts = pool_counts(latent_dir, test_sets) if per_sequence is None else per_sequence
+    if not isinstance(counts, Mapping):
+        counts = {name: int(counts) for name in SEQUENCES}
+    counts = {name: counts[name] for name in SEQUENCES if counts.get(name, 0) > 0}
+    checkpoint = Path(checkpoint) if checkpoint is not None else selected_checkpoint(stage1_dir)
     if out.is_file():
         existing = LatentDataset(out)
         made_by = set(np.asarray(existing.columns.get("checkpoint_sha256", [None])).tolist())
-        if made_by == {file_sha256(checkpoint)} and min(np.bincount(existing.sequences)[
-                np.unique(existing.sequences)]) >= per_sequence:
+        have = np.bincount(existing.sequences, minlength=len(SEQUENCES))
+        if made_by == {file_sha256(checkpoint)} and all(have[SEQUENCES.index(name)] >= n for name, n in counts.items()):
             return out
+    cells = [list(cell) for name, n in counts.items() for cell in counts_per_sequence(n, [name])]
     run_bundle("flow_stage1", "sample", ["inference.json"], {
-        "dataset_dir": str(latent_dir), "output_dir": str(stage1_dir), "ckpt_dir": str(checkpoint.parent),
-        "samples_per_sequence": per_sequence, "synthetic_latents": str(out), "sample_seed": seed,
-        "progress": False,
+        "dataset_dir": str(latent_dir), "output_dir": str(stage1_dir), "ckpt_path": str(checkpoint),
+        "cells": cells, "synthetic_latents": str(out), "sample_seed": seed,
+        "progress": False, **dict(flow_overrides or {}),
     }, profile)
     return out
 

@@ -8,7 +8,16 @@ import pytest
 import torch
 from ignite.engine import Engine, Events
 
-from monai_cmri.engines import BestModelSaver, load_weights, network_sizes, read_record, state_dict_sizes
+from monai_cmri.engines import (
+    BestModelSaver,
+    EpochCheckpoints,
+    epoch_checkpoints,
+    kept_epochs,
+    load_weights,
+    network_sizes,
+    read_record,
+    state_dict_sizes,
+)
 from monai_cmri.networks import ComplexCVAE
 
 #: What the cvae bundle's CPU profile records beside its weights.
@@ -203,3 +212,95 @@ def test_a_model_saved_after_the_last_trainer_state_stays_the_best(tmp_path):
     BestModelSaver(tmp_path, network).attach(fresh)
     fresh.run([0], max_epochs=1)
     assert json.loads((tmp_path / "model.json").read_text())["key_metric"]["epoch"] == 1
+
+
+@pytest.mark.parametrize(
+    "epochs, keep, interval, expected",
+    [(24, 3, None, [8, 16, 24]), (12, 2, None, [6, 12]), (10, 3, None, [4, 7, 10]), (5, 8, None, [1, 2, 3, 4, 5]),
+     (200, 5, None, [40, 80, 120, 160, 200]), (10, 2, 1, [9, 10]), (7, 0, None, [])],
+)
+def test_kept_epochs_end_at_the_last_epoch_and_spread_over_training(epochs, keep, interval, expected):
+    assert kept_epochs(epochs, keep, interval) == expected
+
+
+def test_kept_epochs_reject_bad_arguments():
+    for args in ((0, 2), (5, -1), (5, 2, 0)):
+        with pytest.raises(ValueError, match="kept_epochs"):
+            kept_epochs(*args)
+
+
+def _train(network, save_dir, epochs, keep, start=0, evaluator=None):
+    """Run ``epochs`` epochs of an engine that nudges ``network``, keeping checkpoints; return the
+    state dict after each epoch."""
+    states = {}
+
+    def step(engine, batch):
+        with torch.no_grad():
+            for parameter in network.parameters():
+                parameter.add_(0.01)
+
+    engine = Engine(step)
+    saver = EpochCheckpoints(save_dir, network, epochs=epochs, keep=keep, evaluator=evaluator, record={"name": "tiny"})
+    saver.attach(engine)
+    engine.add_event_handler(
+        Events.EPOCH_COMPLETED, lambda e: states.update({e.state.epoch: {k: v.clone() for k, v in network.state_dict().items()}})
+    )
+    if start:
+        engine.state.epoch, engine.state.iteration, engine.state.max_epochs = start, start, epochs
+        engine.state.epoch_length = 1
+    engine.run([0], max_epochs=epochs)
+    return states
+
+
+def test_epoch_checkpoints_keep_the_scheduled_epochs_with_records(tmp_path):
+    network = torch.nn.Linear(3, 2)
+    states = _train(network, tmp_path, epochs=6, keep=3)
+    kept = epoch_checkpoints(tmp_path)
+    assert [path.name for path in kept] == ["epoch_0002.pt", "epoch_0004.pt", "epoch_0006.pt"]
+    for path, epoch in zip(kept, (2, 4, 6)):
+        loaded = torch.load(path, map_location="cpu", weights_only=True)
+        assert all(torch.equal(loaded[key], states[epoch][key]) for key in loaded)
+        record = read_record(path)
+        assert record["epoch"] == epoch and record["network"] == {"name": "tiny"}
+    assert not list(tmp_path.glob(".*.tmp"))
+
+
+def test_epoch_checkpoints_replace_those_of_an_earlier_run(tmp_path):
+    network = torch.nn.Linear(3, 2)
+    _train(network, tmp_path, epochs=8, keep=2)  # an earlier run kept 4 and 8
+    assert [p.name for p in epoch_checkpoints(tmp_path)] == ["epoch_0004.pt", "epoch_0008.pt"]
+    # a new run of 6 epochs keeping 3: the earlier run's files go, later epochs first
+    _train(network, tmp_path, epochs=6, keep=3)
+    assert [p.name for p in epoch_checkpoints(tmp_path)] == ["epoch_0002.pt", "epoch_0004.pt", "epoch_0006.pt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [f"epoch_000{e}.{suffix}" for e in (2, 4, 6) for suffix in ("pt", "json")])
+    # epoch 4's file is this run's, not the earlier one's (whose weights were older)
+    assert read_record(tmp_path / "epoch_0004.pt")["epoch"] == 4
+
+
+def test_a_resumed_run_keeps_the_files_of_its_earlier_epochs(tmp_path):
+    network = torch.nn.Linear(3, 2)
+    _train(network, tmp_path, epochs=3, keep=2)  # a killed run that had kept epochs 2 and 3
+    first = {p.name: p.read_bytes() for p in tmp_path.glob("epoch_*.pt")}
+    assert sorted(first) == ["epoch_0002.pt", "epoch_0003.pt"]
+    # resume a 6-epoch schedule keeping 3 (2, 4, 6) from epoch 3: epoch 2's file stays, 3 is not kept
+    _train(network, tmp_path, epochs=6, keep=3, start=3)
+    names = [p.name for p in epoch_checkpoints(tmp_path)]
+    assert names == ["epoch_0002.pt", "epoch_0004.pt", "epoch_0006.pt"]
+    assert (tmp_path / "epoch_0002.pt").read_bytes() == first["epoch_0002.pt"]
+
+
+def test_epoch_checkpoints_record_the_validation_metrics_of_their_epoch(tmp_path):
+    network = torch.nn.Linear(3, 2)
+    evaluator = Engine(lambda engine, batch: None)
+
+    def validate(engine):
+        evaluator.state.epoch = engine.state.epoch
+        evaluator.state.metrics = {"val_loss": 1.0 / engine.state.epoch, "note": "text"}
+
+    trainer = Engine(lambda engine, batch: None)
+    trainer.add_event_handler(Events.EPOCH_COMPLETED, validate)
+    EpochCheckpoints(tmp_path, network, epochs=4, keep=2, evaluator=evaluator).attach(trainer)
+    trainer.run([0], max_epochs=4)
+    assert read_record(tmp_path / "epoch_0002.pt")["metrics"] == {"val_loss": 0.5}
+    assert read_record(tmp_path / "epoch_0004.pt")["metrics"] == {"val_loss": 0.25}
