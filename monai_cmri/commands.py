@@ -166,14 +166,15 @@ def pipeline(
     keep_kspace: bool = False,
     train: bool = True,
     workers: str = "auto",
+    threads: str = "all",
 ) -> None:
-    """The main job on the simulated dataset (README "What this is"; paper 2.1-2.2).
+    """The main job on the simulated dataset (README "What this is"; paper 2.1-2.4).
 
     Simulates fastMRI-format volumes with fastMRI+-style annotations, combines their coils with
     ESPIRiT, draws one volume per sequence, cuts patch datasets with volume-level splits, trains,
-    evaluates and encodes with the ``cvae`` bundle, trains and samples both flow stages with the
-    ``flow_stage1`` and ``flow_stage2`` bundles (CPU profiles), and prints what was made
-    (``out/summary.md``). Each volume's k-space is deleted once processed
+    evaluates and encodes with the ``cvae`` bundle, trains, selects and samples both flow stages
+    with the ``flow_stage1`` and ``flow_stage2`` bundles, runs the classifier experiments on a
+    reduced grid (CPU profiles), and prints what was made (``out/summary.md``). Each volume's k-space is deleted once processed
     unless ``keep_kspace`` (a full-size volume is several hundred MB).
 
     Args:
@@ -189,9 +190,12 @@ def pipeline(
         train: run the cvae and flow bundles; ``--notrain`` stops after the patch datasets.
         workers: processes that simulate and preprocess the volumes, one thread each; ``auto`` is
             one per CPU. The outputs do not depend on it beyond float32 rounding.
+        threads: CPU threads of the bundle stages (training, sampling, classifiers): ``all`` (every
+            CPU, the fastest on a machine of one's own), ``auto`` (``OMP_NUM_THREADS``, else 1:
+            the choice on a machine shared with other jobs) or a number.
     """
     from monai_cmri.pipeline import check_size, run_pipeline
-    from monai_cmri.threads import pool_workers
+    from monai_cmri.threads import pool_workers, resolve_threads
 
     out = _path("out", out)
     volumes, seed, slices = _integer("volumes", volumes, 1), _integer("seed", seed, 0), _integer("slices", slices, 1)
@@ -203,8 +207,12 @@ def pipeline(
         workers = pool_workers(workers)
     except ValueError as error:
         raise UsageError(f"--workers: {error}") from None
+    try:
+        resolve_threads(threads)
+    except ValueError as error:
+        raise UsageError(f"--threads: {error}") from None
     run_pipeline(Path(out), volumes=volumes, seed=seed, slices=slices, keep_kspace=bool(keep_kspace),
-                 train=bool(train), workers=workers)
+                 train=bool(train), workers=workers, threads=threads)
 
 
 def experiments(

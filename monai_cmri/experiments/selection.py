@@ -54,6 +54,7 @@ from monai_cmri.experiments.sources import make_source
 __all__ = [
     "SELECTION_FILE",
     "VALIDATION",
+    "POOL_SEED",
     "candidates",
     "selected_checkpoint",
     "select_stage1",
@@ -65,6 +66,10 @@ __all__ = [
 SELECTION_FILE = "selection.json"
 #: Name of the test set that a selection run scores: the real validation split.
 VALIDATION = "validation"
+#: First sample seed of the stage-1 selection pools: apart from the real-vs-synthetic experiment's
+#: (:func:`~monai_cmri.experiments.classifier.draw_stage1_pool`, from 1,000,000) and the sheets'
+#: (from 0), so that no synthetic latent that selected a checkpoint is drawn again to test it.
+POOL_SEED = 2_000_000
 _STAGE1, _STAGE2 = "selection_stage1", "selection_stage2"
 
 
@@ -132,8 +137,9 @@ def select_stage1(
     needed = pool_counts(latent_dir, test_sets=1, test_split="val")
     grid, splits = [], {}
     for checkpoint in candidates(stage1_dir):
-        pool = draw_stage1_pool(latent_dir, stage1_dir, out / f"{checkpoint.stem}_latents.h5", profile=profile,
-                                checkpoint=checkpoint, per_sequence=needed, flow_overrides=flow_overrides)
+        pool = draw_stage1_pool(latent_dir, stage1_dir, out / f"{checkpoint.stem}_latents.h5", seed=POOL_SEED,
+                                profile=profile, checkpoint=checkpoint, per_sequence=needed,
+                                flow_overrides=flow_overrides)
         described = _describe_checkpoint(checkpoint)
         splits[described["sha256"]] = real_vs_synthetic(real, pool, test_sets=1, seed=data_seed)
         grid += [{"experiment": _STAGE1, "checkpoint": described, "sequence": sequence, "seed": int(seed),

@@ -15,6 +15,7 @@ from monai_cmri.atomic import file_sha256
 from monai_cmri.data.dataset import PatchDataset
 from monai_cmri.data.sequences import SEQUENCES
 from monai_cmri.experiments.selection import (
+    POOL_SEED,
     SELECTION_FILE,
     VALIDATION,
     adopt_selected_samples,
@@ -62,6 +63,7 @@ def test_stage1_selects_the_lowest_real_vs_synthetic_auroc_and_resumes(stage1, m
         # the candidate's pool was drawn from that checkpoint
         pool = LatentDataset(folder / "selection" / f"{path.stem}_latents.h5")
         assert set(pool.columns["checkpoint_sha256"]) == {entry["sha256"]}
+        assert pool.columns["seed"].min() == POOL_SEED  # seeds of their own, apart from the experiment's
         # per sequence: its real training latents, its validation latents twice (classifier
         # validation, then the unseen synthetic set that scores the checkpoint)
         real = {split: LatentDataset(stage1["latents"] / f"{split}.h5").sequences for split in ("train", "val")}
