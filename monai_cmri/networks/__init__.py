@@ -3,6 +3,6 @@
 from __future__ import annotations
 
 from monai_cmri.networks.blocks import FiLM, FiLMResBlock
-from monai_cmri.networks.nets import ComplexCVAE, FlowUNet, SEResNetClassifier
+from monai_cmri.networks.nets import ComplexCVAE, ComplexCVAEReconstruction, FlowUNet, SEResNetClassifier
 
-__all__ = ["FiLM", "FiLMResBlock", "ComplexCVAE", "FlowUNet", "SEResNetClassifier"]
+__all__ = ["FiLM", "FiLMResBlock", "ComplexCVAE", "ComplexCVAEReconstruction", "FlowUNet", "SEResNetClassifier"]

@@ -47,7 +47,7 @@ def test_metadata_is_valid_and_describes_the_network():
     net = SEResNetClassifier(in_channels=2, channels=cpu["channels"], blocks=cpu["blocks"]).eval()
     with torch.no_grad():
         out = net(torch.zeros(3, image["num_channels"], *image["spatial_shape"]))
-    assert out.shape == (3,)
+    assert out.shape == (3, 1)
 
 
 def test_train_config_has_run_and_training_and_its_defaults_read_the_demo_patches():

@@ -21,7 +21,7 @@ from monai_cmri.data.dataset import PatchDataset
 from monai_cmri.data.sequences import SEQUENCES
 from monai_cmri.losses import CVAELoss
 from monai_cmri.metrics import phase_coherence
-from monai_cmri.networks import ComplexCVAE
+from monai_cmri.networks import ComplexCVAE, ComplexCVAEReconstruction
 
 pytestmark = pytest.mark.filterwarnings("ignore:parsing config_file:UserWarning")
 
@@ -66,18 +66,12 @@ def test_metadata_is_valid_against_the_local_schema():
     jsonschema.validate(meta, json.loads(SCHEMA.read_text()))
     # The declared shapes are those of the network.
     fmt = meta["network_data_format"]
-    net = ComplexCVAE(channels=(8, 16), num_res_blocks=1, norm_num_groups=4).eval()
+    assert set(fmt["inputs"]) == {"image", "sequence"} and set(fmt["outputs"]) == {"pred"}
+    net = ComplexCVAEReconstruction(channels=(8, 16), num_res_blocks=1, norm_num_groups=4, default_sequence=0).eval()
     shape = fmt["inputs"]["image"]["spatial_shape"]
     with torch.no_grad():
-        recon, mu, logvar = net(torch.zeros(1, fmt["inputs"]["image"]["num_channels"], *shape), torch.tensor([4]))
-    assert list(recon.shape[1:]) == [
-        fmt["outputs"]["reconstruction"]["num_channels"],
-        *fmt["outputs"]["reconstruction"]["spatial_shape"],
-    ]
-    assert list(mu.shape[1:]) == [
-        fmt["outputs"]["latents"]["num_channels"],
-        *fmt["outputs"]["latents"]["spatial_shape"],
-    ]
+        pred = net(torch.zeros(1, fmt["inputs"]["image"]["num_channels"], *shape), torch.tensor([4]))
+    assert list(pred.shape[1:]) == [fmt["outputs"]["pred"]["num_channels"], *fmt["outputs"]["pred"]["spatial_shape"]]
     assert fmt["inputs"]["sequence"]["value_range"] == [0, len(SEQUENCES) - 1]
     assert list(fmt["inputs"]["sequence"]["channel_def"].values()) == list(SEQUENCES)
 
@@ -88,7 +82,11 @@ def test_configs_agree_with_each_other():
     inference = json.loads((CONFIGS / "inference.json").read_text())
     # The CPU profile only overrides variables, so it merges onto every config.
     assert set(cpu) <= set(train) and all(not isinstance(train[k], dict) for k in cpu)
-    assert inference["network_def"] == train["network_def"]
+    # Inference builds the entry-point subclass with the training network's sizes (same weights).
+    sizes = {key: value for key, value in inference["network_def"].items() if key not in ("_target_", "default_sequence")}
+    assert sizes == {key: value for key, value in train["network_def"].items() if key != "_target_"}
+    assert inference["network_def"]["_target_"] == "monai_cmri.networks.ComplexCVAEReconstruction"
+    assert train["network_def"]["_target_"] == "monai_cmri.networks.ComplexCVAE"
     for key in ("channels", "num_res_blocks", "norm_num_groups", "latent_channels", "dataset_dir", "output_dir",
                 "bundle_root", "ckpt_dir"):
         assert inference[key] == train[key], key

@@ -37,10 +37,10 @@ def test_metadata_is_valid_against_the_local_schema(bundle):
     meta = json.loads((REPO / "bundles" / bundle / "configs" / "metadata.json").read_text())
     jsonschema.validate(meta, json.loads(SCHEMA.read_text()))
     fmt = meta["network_data_format"]
-    expected = {"latent", "t", "sequence"} | ({"label"} if bundle == "flow_stage2" else set())
-    assert set(fmt["inputs"]) == expected and set(fmt["outputs"]) == {"velocity"}
-    # The declared shapes and tokens are those of the network.
-    latent, velocity = fmt["inputs"]["latent"], fmt["outputs"]["velocity"]
+    expected = {"image", "t", "sequence"} | ({"label"} if bundle == "flow_stage2" else set())
+    assert set(fmt["inputs"]) == expected and set(fmt["outputs"]) == {"pred"}
+    # The declared shapes and tokens are those of the network (input: the latent x_t; output: its velocity).
+    latent, velocity = fmt["inputs"]["image"], fmt["outputs"]["pred"]
     net = FlowUNet(in_channels=latent["num_channels"], out_channels=velocity["num_channels"],
                    num_classes=3 if bundle == "flow_stage2" else None, **{
                        k: v for k, v in TINY_FLOW.items() if k != "batch_size"}).eval()

@@ -28,7 +28,7 @@ def test_one_logit_per_sample_for_latents_patches_and_odd_sizes(shape):
     net = small().eval()
     with torch.no_grad():
         logits = net(torch.randn(shape))
-    assert logits.shape == (shape[0],)
+    assert logits.shape == (shape[0], 1)
     assert torch.isfinite(logits).all()
 
 
@@ -90,7 +90,7 @@ def test_batch_of_one_in_eval_mode_matches_its_row_of_a_batch():
     with torch.no_grad():
         batch = net(x)
         single = net(x[2:3])
-    assert single.shape == (1,)
+    assert single.shape == (1, 1)
     torch.testing.assert_close(single, batch[2:3], rtol=1e-5, atol=1e-5)
 
 
@@ -140,9 +140,9 @@ def test_learns_to_separate_two_classes_by_phase():
     optimiser = torch.optim.Adam(net.parameters(), lr=3e-3)
     for _ in range(10):
         optimiser.zero_grad()
-        nn.functional.binary_cross_entropy_with_logits(net(x), label.float()).backward()
+        nn.functional.binary_cross_entropy_with_logits(net(x).squeeze(1), label.float()).backward()
         optimiser.step()
     net.eval()
     with torch.no_grad():
-        accuracy = ((net(patches()) > 0).long() == label).float().mean()  # new magnitudes
+        accuracy = ((net(patches()).squeeze(1) > 0).long() == label).float().mean()  # new magnitudes
     assert accuracy == 1.0

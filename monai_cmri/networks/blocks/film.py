@@ -59,16 +59,19 @@ class FiLM(nn.Module):
         Raises:
             ValueError: if the channel count, the embedding size or the batch sizes do not match.
         """
+        # Messages print shapes as lists and the broadcast view is built by unsqueezing, so that
+        # TorchScript compiles this (it cannot size a tuple made from a tensor's shape).
         if x.ndim < 2 or x.shape[1] != self.num_channels:
-            raise ValueError(f"FiLM expects x of shape (B, {self.num_channels}, ...), got {tuple(x.shape)}")
-        if cond.ndim != 2 or cond.shape != (x.shape[0], self.cond_dim):
+            raise ValueError(f"FiLM expects x of shape (B, {self.num_channels}, ...), got {list(x.shape)}")
+        if cond.ndim != 2 or cond.shape[0] != x.shape[0] or cond.shape[1] != self.cond_dim:
             raise ValueError(
-                f"FiLM expects cond of shape ({x.shape[0]}, {self.cond_dim}) for x {tuple(x.shape)}, "
-                f"got {tuple(cond.shape)}"
+                f"FiLM expects cond of shape ({x.shape[0]}, {self.cond_dim}) for x {list(x.shape)}, "
+                f"got {list(cond.shape)}"
             )
         scale, shift = self.proj(cond).chunk(2, dim=1)
-        view = (x.shape[0], self.num_channels) + (1,) * (x.ndim - 2)
-        return x * (1 + scale.reshape(view)) + shift.reshape(view)
+        while scale.ndim < x.ndim:
+            scale, shift = scale.unsqueeze(-1), shift.unsqueeze(-1)
+        return x * (1 + scale) + shift
 
 
 class FiLMResBlock(nn.Module):

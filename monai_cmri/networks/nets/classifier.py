@@ -206,8 +206,9 @@ class SEResNetClassifier(nn.Module):
                 96x96 patches (2.4.2), any ``H, W >= 16``.
 
         Returns:
-            ``(B,)`` logits; ``torch.sigmoid`` gives the probability of the positive class
-            (synthetic in 2.4.1, abnormal in 2.4.2).
+            ``(B, 1)`` logits, MONAI's ``(B, classes)`` layout with one class, as the bundle's
+            ``network_data_format`` declares it; ``torch.sigmoid`` gives the probability of the
+            positive class (synthetic in 2.4.1, abnormal in 2.4.2).
 
         Raises:
             ValueError: if ``x`` is not 4D with ``in_channels`` channels (``torch.jit.Error`` when
@@ -219,4 +220,4 @@ class SEResNetClassifier(nn.Module):
             )
         h = self.stages(self.stem(x))
         h = torch.flatten(self.pool(h), 1)
-        return self.head(self.dropout(h)).squeeze(1)
+        return self.head(self.dropout(h))
