@@ -7,6 +7,12 @@ classifiers that measure how real and how useful the synthetic data is.
 
 from __future__ import annotations
 
+from monai_cmri.data.registration import install as _install_reader
+
 __version__ = "0.1.0"
 
 __all__ = ["__version__"]
+
+# LoadImage(reader="EspiritReader") and LoadImage() on fastMRI .h5 files: EspiritReader joins
+# MONAI's SUPPORTED_READERS, without importing MONAI here (monai_cmri.data.registration).
+_install_reader()

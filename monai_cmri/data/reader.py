@@ -5,22 +5,37 @@ the coil-combined complex volume ``(slices, 320, 320)`` with the ISMRMRD header,
 attributes and the sequence in its metadata (SPEC 1.1, 1.3; paper 2.1.2). MONAI's
 ``FastMRIReader`` returns raw k-space; this reader adds the coil combination, slice by slice in
 batches so that memory stays at a few slices' k-space.
+
+After ``import monai_cmri`` MONAI's ``LoadImage`` also finds the reader by name,
+``LoadImage(reader="EspiritReader", dtype=None)`` (``LoadImaged`` alike), and by suffix:
+``LoadImage(dtype=None)`` gives ``.h5``/``.hdf5`` files to it and every other format to MONAI's
+readers (:mod:`monai_cmri.data.registration` says how). Pass ``dtype=None`` or ``np.complex64``:
+``LoadImage``'s default ``float32`` casts the complex volume to its real part and drops the
+imaginary part. A ``.h5`` file that is not fastMRI k-space (a patch file, for example) is refused
+with a ``ValueError`` naming the file; with a named reader ``LoadImage`` then tries its other
+readers, as it does for any reader that fails, and raises the last one's error (the refusal is in
+its ``LoadImage`` log).
+
+MONAI 1.6.1's own ``FastMRIReader`` is not picked by name or by suffix (its ``verify_suffix``
+compares ``"..h5"``); an instance is used without that check:
+``LoadImage(reader=FastMRIReader(), dtype=None)`` returns the raw complex k-space
+``(slices, coils, H, W)``.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from pathlib import Path
+from pathlib import Path, PurePath
 from typing import Any, Sequence
 
 import numpy as np
 import torch
 from monai.data.image_reader import ImageReader, _copy_compatible_dict, _stack_images
-from monai.data.utils import is_supported_format
 from monai.utils import MetaKeys, SpaceKeys, ensure_tuple
 
 from monai_cmri.data.espirit import espirit_combine
 from monai_cmri.data.fastmri import FastMRIFile
+from monai_cmri.data.registration import register_espirit_reader
 from monai_cmri.transforms import crop_oversampling, normalize_magnitude, resize_kspace
 
 __all__ = ["EspiritReader", "combine_volume", "combined_volume"]
@@ -134,9 +149,10 @@ class EspiritReader(ImageReader):
         from monai.transforms import LoadImage
         load = LoadImage(reader=EspiritReader(), dtype=np.complex64, image_only=True)
         volume = load("file_brain_AXFLAIR_200_6002425.h5")  # MetaTensor (slices, 320, 320)
+        # after `import monai_cmri`: LoadImage(reader="EspiritReader", dtype=None) or LoadImage(dtype=None)
 
     Args:
-        size: output image size (320 for fastMRI brain).
+        size: output image size; half the readout by default (320 for fastMRI brain).
         batch: slices combined at once.
         backend: ``"torch"`` (fast, batched, CPU or CUDA) or ``"sigpy"`` (the reference).
         device: torch device; CUDA when available by default.
@@ -144,7 +160,7 @@ class EspiritReader(ImageReader):
 
     def __init__(
         self,
-        size: int = 320,
+        size: int | None = None,
         batch: int = 4,
         backend: str = "torch",
         device: str | torch.device | None = None,
@@ -158,12 +174,33 @@ class EspiritReader(ImageReader):
         self.device = device
 
     def verify_suffix(self, filename: Sequence[str | Path] | str | Path) -> bool:
-        """Whether every file name ends in ``.h5`` or ``.hdf5``."""
-        return is_supported_format(filename, ["h5", "hdf5"])
+        """Whether every file name ends in ``.h5`` or ``.hdf5`` (any case).
+
+        Only the last suffix counts: MONAI's ``is_supported_format`` looks for the suffix anywhere
+        in the name's suffixes, so it would also accept ``x.h5py`` or ``x.h5.part``.
+        """
+        names = ensure_tuple(filename)
+        return bool(names) and all(PurePath(name).suffix.lower() in (".h5", ".hdf5") for name in names)
 
     def read(self, data: Sequence[str | Path] | str | Path, **kwargs: Any) -> FastMRIFile | list[FastMRIFile]:
-        """Open the file(s) lazily; k-space is read slice by slice in :meth:`get_data`."""
-        files = [FastMRIFile(name) for name in ensure_tuple(data)]
+        """Open the file(s) lazily; k-space is read slice by slice in :meth:`get_data`.
+
+        Raises:
+            ValueError: a file is not fastMRI multi-coil k-space (no complex 4-D ``kspace``, no
+                valid ``ismrmrd_header``, unknown sequence); the message starts with its path.
+            OSError: a file is missing, not HDF5 or truncated.
+        """
+        files: list[FastMRIFile] = []
+        try:
+            for name in ensure_tuple(data):
+                try:
+                    files.append(FastMRIFile(name))
+                except ValueError as err:
+                    raise ValueError(f"{err} (EspiritReader reads fastMRI multi-coil k-space files)") from err
+        except BaseException:
+            for volume in files:
+                volume.close()
+            raise
         return files if len(files) > 1 else files[0]
 
     def get_data(self, img: FastMRIFile | Sequence[FastMRIFile]) -> tuple[np.ndarray, dict]:
@@ -180,19 +217,20 @@ class EspiritReader(ImageReader):
         compatible: dict = {}
         for volume in ensure_tuple(img):
             try:
-                arrays.append(combine_volume(volume, self.size, self.batch, self.backend, self.device))
-                _copy_compatible_dict(self._meta(volume), compatible)
+                size = self.size or volume.shape[2] // 2
+                arrays.append(combine_volume(volume, size, self.batch, self.backend, self.device))
+                _copy_compatible_dict(self._meta(volume, size), compatible)
             finally:
                 volume.close()
         return _stack_images(arrays, compatible), compatible
 
-    def _meta(self, volume: FastMRIFile) -> dict:
+    def _meta(self, volume: FastMRIFile, size: int) -> dict:
         header = volume.header
         thickness = header.recon_fov_mm[2] or header.encoded_fov_mm[2]
         row_mm = header.recon_fov_mm[0] / header.recon_matrix[0]
         col_mm = header.encoded_fov_mm[1] / header.encoded_matrix[1]
         meta: dict[str, Any] = {
-            MetaKeys.SPATIAL_SHAPE: np.asarray((volume.num_slices, self.size, self.size)),
+            MetaKeys.SPATIAL_SHAPE: np.asarray((volume.num_slices, size, size)),
             MetaKeys.ORIGINAL_CHANNEL_DIM: float("nan"),
             MetaKeys.SPACE: SpaceKeys.RAS,
             MetaKeys.AFFINE: np.diag([thickness, row_mm, col_mm, 1.0]),
@@ -214,3 +252,8 @@ class EspiritReader(ImageReader):
                 value = float("nan")
             meta[f"header_{field.name}"] = value
         return meta
+
+
+# MONAI's LoadImage: the class itself under "espiritreader" in SUPPORTED_READERS (it replaces the
+# factory that `import monai_cmri` registers; see monai_cmri.data.registration).
+register_espirit_reader(reader=EspiritReader)
