@@ -13,6 +13,7 @@ Commands:
     real_vs_synthetic, substitution, additive
                 one of those experiments
     select      select a flow stage's checkpoint among those its bundle kept (paper 2.4.3)
+    bundle      print the folders of the MONAI bundles (installed or in a clone), or copy them out
 
 Each command is a thin wrapper over the package; ``python -m monai_cmri <command> --help`` lists
 its arguments.
@@ -47,6 +48,7 @@ COMMANDS = {
     "substitution": commands.substitution,
     "additive": commands.additive,
     "select": commands.select,
+    "bundle": commands.bundle,
 }
 #: Exit status of a command that failed, of one given bad arguments (as fire's own), of an interrupt.
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130

@@ -3,31 +3,106 @@
 The main job (:mod:`monai_cmri.pipeline`) and the classifier experiments
 (:mod:`monai_cmri.experiments.classifier`) drive the bundles through MONAI's bundle API, so that
 each stage has one implementation: its bundle configuration.
+
+Where the bundles are: in a clone of the repository (an editable install), its ``bundles/`` folder;
+in an installed wheel or sdist, the data package ``monai_cmri_bundles`` that ships the same
+folder (setup.py). ``python -m monai_cmri bundle`` prints their paths or copies them out.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import shutil
 import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUNDLES", "bundle_configs", "run_bundle"]
+__all__ = ["BUNDLES", "BUNDLES_PACKAGE", "bundle_configs", "bundle_names", "copy_bundle", "run_bundle"]
 
-#: The bundles of the repository (configuration only; run with ``python -m monai.bundle``).
-BUNDLES = Path(__file__).resolve().parent.parent / "bundles"
+#: The data package that ships the ``bundles/`` folder in a wheel or sdist install.
+BUNDLES_PACKAGE = "monai_cmri_bundles"
+#: The ``bundles/`` folder of a clone: beside the package's folder.
+_CLONE = Path(__file__).resolve().parent.parent / "bundles"
+
+
+def _holds_bundles(folder: Path) -> bool:
+    """Whether ``folder`` holds at least one bundle (a ``<name>/configs/metadata.json``)."""
+    return folder.is_dir() and any(folder.glob("*/configs/metadata.json"))
+
+
+def _installed() -> Path | None:
+    """The folder of the installed :data:`BUNDLES_PACKAGE`, or None when it is not installed."""
+    try:
+        spec = importlib.util.find_spec(BUNDLES_PACKAGE)
+    except (ImportError, ValueError):
+        return None
+    for location in (spec.submodule_search_locations or []) if spec is not None else []:
+        if _holds_bundles(Path(location)):
+            return Path(location).resolve()
+    return None
+
+
+def _find_bundles() -> Path:
+    """The clone's ``bundles/`` folder when the package runs from a clone, else the installed copy
+    (else the clone's path, which :func:`bundle_configs` reports as missing)."""
+    if _holds_bundles(_CLONE):
+        return _CLONE
+    return _installed() or _CLONE
+
+
+#: The folder of the bundles (configuration only; run with ``python -m monai.bundle``): the
+#: repository's ``bundles/`` in a clone, else the installed copy of it (:data:`BUNDLES_PACKAGE`).
+BUNDLES = _find_bundles()
+
+
+def bundle_names() -> list[str]:
+    """The names of the bundles in :data:`BUNDLES` (``classifier``, ``cvae``, ...), sorted."""
+    return sorted(path.parent.parent.name for path in BUNDLES.glob("*/configs/metadata.json"))
 
 
 def bundle_configs(bundle: str) -> Path:
     """The ``configs`` folder of one of :data:`BUNDLES`.
 
     Raises:
-        OSError: when the bundle is not beside the package (a non-editable install).
+        OSError: when no bundles were found (neither a clone's ``bundles/`` folder nor the installed
+            data package), or when ``bundle`` is not one of them; the message says where it looked.
     """
     configs = BUNDLES / bundle / "configs"
-    if not configs.is_dir():
-        raise OSError(f"{configs}: bundle not found; install the package from a clone with pip install -e .")
-    return configs
+    if configs.is_dir():
+        return configs
+    if not _holds_bundles(BUNDLES):
+        raise OSError(
+            f"bundle {bundle!r} not found: no bundles in {_CLONE} (a clone of the repository) and no installed "
+            f"package {BUNDLES_PACKAGE} holding them; reinstall monai_cmri (pip install . or its wheel)"
+        )
+    raise OSError(f"{BUNDLES / bundle}: no such bundle; the bundles are {', '.join(bundle_names())}")
+
+
+def copy_bundle(bundle: str, folder: str | Path) -> Path:
+    """Copy one of :data:`BUNDLES` to ``folder/<bundle>``, as a model-zoo download would place it.
+
+    The copy's configs run from any working folder (``python -m monai.bundle run training
+    --config_file <copy>/configs/train.json ...``); copies into a folder named ``bundles`` let the
+    bundles' README commands (``--config_file bundles/<bundle>/configs/...``) run as written from
+    that folder's parent.
+
+    Args:
+        bundle: the bundle's name (:func:`bundle_names`).
+        folder: where to put the copy; made if missing.
+
+    Returns:
+        The copy, ``folder/<bundle>``.
+
+    Raises:
+        OSError: for an unknown bundle, or when ``folder/<bundle>`` already exists.
+    """
+    source = bundle_configs(bundle).parent
+    target = Path(folder) / bundle
+    if target.exists():
+        raise FileExistsError(f"{target}: already exists; remove it or copy to another folder")
+    shutil.copytree(source, target, ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    return target
 
 
 def run_bundle(
@@ -43,7 +118,7 @@ def run_bundle(
         profile: ``"cpu"`` merges ``configs/cpu.json`` after ``files``; ``"full"`` does not.
 
     Raises:
-        OSError: when the bundle is not beside the package.
+        OSError: when the bundle is not found (:func:`bundle_configs`).
         ValueError: for an unknown profile.
     """
     from monai.bundle import run

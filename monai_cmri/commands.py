@@ -479,6 +479,40 @@ def export(file: str, out: str | None = None) -> None:
         print(path)
 
 
+def bundle(name: str | None = None, copy: str | None = None) -> None:
+    """Print the folders of the MONAI bundles, or copy them out (README "Install as a package").
+
+    A clone has the bundles in its ``bundles/`` folder; an installed wheel or sdist ships them as
+    the data package ``monai_cmri_bundles``. Either way a bundle runs from any working folder with
+    ``python -m monai.bundle run <entry> --config_file <bundle>/configs/<config>.json ...``.
+
+    Args:
+        name: one bundle (``cvae``, ``flow_stage1``, ``flow_stage2``, ``classifier``); all by default.
+        copy: a folder to copy the bundle (or all of them) into, each as ``COPY/<name>``, as a
+            model-zoo download places it; prints the copies. ``--copy bundles`` lets the bundles'
+            README commands (``--config_file bundles/<name>/configs/...``) run as written from the
+            current folder.
+    """
+    from monai_cmri.bundles import bundle_configs, bundle_names, copy_bundle
+
+    known = bundle_names()
+    if not known:
+        bundle_configs("cvae")  # no bundles at all: an OSError that says where it looked
+    if name is not None and (not isinstance(name, str) or name not in known):
+        raise UsageError(f"unknown bundle {name!r}; the bundles are {', '.join(known)}")
+    names = [name] if name is not None else known
+    if copy is None:
+        for each in names:
+            print(bundle_configs(each).parent)
+        return
+    folder = Path(_path("copy", copy))
+    existing = [str(folder / each) for each in names if (folder / each).exists()]
+    if existing:
+        raise UsageError(f"--copy {folder}: {', '.join(existing)} already exist(s); remove or copy elsewhere")
+    for each in names:
+        print(copy_bundle(each, folder))
+
+
 def _integer(name: str, value: Any, minimum: int) -> int:
     """``value`` as an integer of at least ``minimum``, else a :class:`UsageError` naming ``--name``."""
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:

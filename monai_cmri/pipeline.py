@@ -193,7 +193,7 @@ def run_cvae(
         The Markdown evaluation table (per sequence, paper Table 3 layout).
 
     Raises:
-        OSError: when the bundles are not beside the package (a non-editable install), or the
+        OSError: when the bundles are not found (:func:`monai_cmri.bundles.bundle_configs`), or the
             evaluation wrote no table.
     """
     overrides = {"dataset_dir": str(dataset_dir), "output_dir": str(output_dir), "ckpt_dir": str(output_dir / "models")}
@@ -247,7 +247,7 @@ def run_flow(
         ``{"flow_stage1": folder, "flow_stage2": folder}``.
 
     Raises:
-        OSError: when the bundles are not beside the package, or a run wrote no statistics.
+        OSError: when the bundles are not found, or a run wrote no statistics.
     """
     folders = {bundle: output_dir / bundle for bundle in ("flow_stage1", "flow_stage2")}
     for bundle, folder in folders.items():
