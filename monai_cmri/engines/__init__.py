@@ -42,6 +42,7 @@ from monai_cmri.engines.report import (
     reconstruction_figure,
     write_reconstruction_table,
 )
+from monai_cmri.engines.tracking import ITERATION_LOSS, tracked
 from monai_cmri.engines.trainer_state import TrainerState, rng_state, set_rng_state
 
 __all__ = [
@@ -81,4 +82,6 @@ __all__ = [
     "write_scores",
     "ScoreWriter",
     "write_metrics",
+    "tracked",
+    "ITERATION_LOSS",
 ]
