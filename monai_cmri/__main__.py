@@ -14,6 +14,7 @@ Commands:
                 one of those experiments
     select      select a flow stage's checkpoint among those its bundle kept (paper 2.4.3)
     bundle      print the folders of the MONAI bundles (installed or in a clone), or copy them out
+    report      the main job's report (Markdown and self-contained HTML), the paper's numbers beside ours
 
 Each command is a thin wrapper over the package; ``python -m monai_cmri <command> --help`` lists
 its arguments.
@@ -49,6 +50,7 @@ COMMANDS = {
     "additive": commands.additive,
     "select": commands.select,
     "bundle": commands.bundle,
+    "report": commands.report,
 }
 #: Exit status of a command that failed, of one given bad arguments (as fire's own), of an interrupt.
 EXIT_FAILURE, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130

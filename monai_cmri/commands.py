@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 __all__ = ["UsageError", "experiments", "export", "figure", "labels", "merge", "pipeline", "preprocess", "sheet",
-           "simulate"]
+           "simulate", "report"]
 
 
 class UsageError(ValueError):
@@ -512,6 +512,30 @@ def bundle(name: str | None = None, copy: str | None = None) -> None:
     for each in names:
         print(copy_bundle(each, folder))
 
+
+def report(run: str = "runs/demo", screenshot: str | None = None) -> None:
+    """Write the main job's report, ``RUN/report.md`` and a self-contained ``RUN/report.html``.
+
+    The tables and figures of the run beside the paper's (Tables 1, 3, 4; Figures 2-8), the model
+    selection, and the run's arguments, stage timings, hardware and package versions
+    (:mod:`monai_cmri.report`); sections the run did not reach say "not run". Prints the paths.
+
+    Args:
+        run: the main job's output folder.
+        screenshot: a PNG to render ``report.html`` into with headless Chromium (the whole page,
+            1200 pixels wide).
+    """
+    from monai_cmri.report import screenshot as render
+    from monai_cmri.report import write_report
+
+    root = Path(_path("run", run))
+    if not root.is_dir():
+        raise UsageError(f"--run {root}: not a folder; run the main job (pipeline --out {root}) first")
+    target = Path(_path("screenshot", screenshot, True)) if screenshot is not None else None
+    for path in write_report(root):
+        print(path)
+    if target is not None:
+        print(render(root / "report.html", target))
 
 def _integer(name: str, value: Any, minimum: int) -> int:
     """``value`` as an integer of at least ``minimum``, else a :class:`UsageError` naming ``--name``."""
