@@ -7,6 +7,14 @@ sample (so a sample depends on its seed alone, not on the batch it fell into), a
 latent-file layout of :mod:`monai_cmri.latents`, where
 :func:`~monai_cmri.latents.decode_latents` decodes it into patches.
 
+Several processes (``torchrun``, the flow bundles' ``multi_gpu_inference.json``) share one set:
+the batches of the set (``batch_size`` samples each, from the first) are dealt out in contiguous
+blocks, :func:`shard_range`; each process writes its block to a shard file, and after a barrier
+process 0 concatenates the shards in rank order into the set's file. Sample ``i`` keeps its seed
+``seed + i`` and the batch it is solved in, so the merged file holds the same samples, in the same
+order, as one process writes, whatever the number of processes (on one kind of device, with one
+thread count: floating-point sums are not bitwise equal across those).
+
 Every synthetic latent file records what made it (STYLE 10): per sample the columns ``seed``,
 ``guidance_scale``, ``t_lo``/``t_hi`` (the guidance interval; 0 and 1 when guidance applies at every
 time), ``solver``, ``steps``, ``nfe`` (network evaluations per sample, both halves of a guided call
@@ -23,6 +31,7 @@ not evaluated.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
@@ -31,6 +40,7 @@ from typing import Any
 import h5py
 import numpy as np
 import torch
+import torch.distributed as dist
 from monai.inferers import Inferer
 from torch import nn
 from tqdm.auto import tqdm
@@ -49,6 +59,8 @@ __all__ = [
     "counts_per_sequence",
     "matched_counts",
     "read_counts",
+    "shard_range",
+    "shard_path",
 ]
 
 #: The ODE solvers by name; Heun is the paper's.
@@ -233,11 +245,19 @@ def sample_latents(
     parameters: Mapping[str, Any] | None = None,
     generator_name: str = "flow",
     progress: bool = True,
+    rank: int | None = None,
+    world_size: int | None = None,
 ) -> Path:
     """Draw a synthetic set and write it as a latent file (module docstring layout).
 
     Sample ``i`` (in cell order) starts from noise drawn by a CPU generator seeded with ``seed + i``,
     so the set is reproducible and does not depend on ``batch_size`` or the device's generator.
+
+    With ``world_size > 1`` this is one of several processes that share the set (module
+    docstring): every process calls it with the same arguments, draws the batches of
+    :func:`shard_range`, writes them to :func:`shard_path`, and waits at a barrier of the default
+    process group; process 0 then writes ``path`` from the shards in rank order, and after a second
+    barrier each process removes its own shard. Every process returns once ``path`` is complete.
 
     Args:
         network: the velocity network with EMA weights.
@@ -252,19 +272,23 @@ def sample_latents(
         checkpoint: the weights file, recorded with its SHA-256.
         parameters: the ``parameters`` attribute (the real latent file's, so decoding knows the patches).
         generator_name: what made the samples, e.g. ``"flow_stage1"``; recorded in ``encoder``.
-        progress: show a tqdm progress bar.
+        progress: show a tqdm progress bar (process 0's alone when several share the set).
+        rank: this process's rank in ``[0, world_size)``; by default that of the default process
+            group of ``torch.distributed`` when one is initialized, else 0.
+        world_size: processes sharing the set; by default the default process group's size when
+            one is initialized, else 1 (one process writes ``path`` itself).
 
     Returns:
         ``path``.
 
     Raises:
-        ValueError: for ``batch_size < 1`` or a cell with an unknown index.
+        ValueError: for ``batch_size < 1``, a cell with an unknown index, or a rank outside
+            ``[0, world_size)``.
     """
-    from monai_cmri.latents import LatentWriter
-
     path = Path(path)
     if batch_size < 1:
         raise ValueError(f"{path}: batch_size must be >= 1, got {batch_size}")
+    rank, world_size = _process(rank, world_size, path)
     for s, c, n in cells:
         if not (0 <= s < len(SEQUENCES) and 0 <= c < len(LABELS) and n >= 0):
             raise ValueError(f"{path}: invalid cell (sequence {s}, label {c}, count {n})")
@@ -287,11 +311,101 @@ def sample_latents(
         **settings,
     }
     shape = tuple(int(size) for size in shape)
+    first, last = shard_range(total, batch_size, rank, world_size)
+    target = path if world_size == 1 else shard_path(path, rank, world_size)
+    if last > first:
+        _draw(network, sampler, target, shape, parameters, encoder, sequence_all, label_all, range(first, last),
+              seed=seed, batch_size=batch_size, device=device, sha=sha, progress=progress and rank == 0)
+    if world_size == 1:
+        return path
+    dist.barrier()
+    if rank == 0:
+        spans = [shard_range(total, batch_size, r, world_size) for r in range(world_size)]
+        shards = [shard_path(path, r, world_size) for r, span in enumerate(spans) if span[1] > span[0]]
+        _concatenate(shards, path, shape, parameters, encoder, batch_size)
+        logging.getLogger(__name__).info(
+            "%s: %d latents from %d processes, samples by rank %s", path, total, world_size,
+            ", ".join(f"[{first}, {last})" for first, last in spans),
+        )
+    dist.barrier()
+    if last > first:
+        target.unlink()
+    return path
+
+
+def shard_range(total: int, batch_size: int, rank: int, world_size: int) -> tuple[int, int]:
+    """The samples ``[first, last)`` of process ``rank`` of ``world_size`` sharing a set of ``total``.
+
+    The set's batches (``batch_size`` samples each, starting at sample 0; the last may be shorter)
+    are dealt out in contiguous blocks, the first ``n_batches % world_size`` processes taking one
+    more; a process may get none (``first == last``). The blocks, in rank order, cover the set
+    once, and every batch is the one a single process solves.
+
+    Raises:
+        ValueError: for a negative total, ``batch_size < 1`` or a rank outside ``[0, world_size)``.
+    """
+    if total < 0 or batch_size < 1 or not 0 <= rank < world_size:
+        raise ValueError(
+            f"shard_range: expected total >= 0, batch_size >= 1 and 0 <= rank < world_size, got "
+            f"total {total}, batch_size {batch_size}, rank {rank}, world_size {world_size}"
+        )
+    batches = -(-total // batch_size)
+    share, extra = divmod(batches, world_size)
+    start = rank * share + min(rank, extra)
+    stop = start + share + (rank < extra)
+    return min(start * batch_size, total), min(stop * batch_size, total)
+
+
+def shard_path(path: str | os.PathLike[str], rank: int, world_size: int) -> Path:
+    """Where process ``rank`` of ``world_size`` writes its share of ``path``: ``<stem>.rank-<r>-of-<n><suffix>``.
+
+    The name holds the number of processes, so the shards of a run split another way never mix
+    with this run's; each process removes its own shard once ``path`` is written.
+    """
+    path = Path(path)
+    return path.with_name(f"{path.stem}.rank-{rank}-of-{world_size}{path.suffix}")
+
+
+def _process(rank: int | None, world_size: int | None, path: Path) -> tuple[int, int]:
+    """``(rank, world_size)``, each from the default process group when not given and one is initialized."""
+    grouped = dist.is_available() and dist.is_initialized()
+    if world_size is None:
+        world_size = dist.get_world_size() if grouped else 1
+    if rank is None:
+        rank = dist.get_rank() if grouped else 0
+    if not 0 <= rank < world_size:
+        raise ValueError(f"{path}: rank must be in [0, world_size) = [0, {world_size}), got {rank}")
+    if world_size > 1 and not grouped:
+        raise ValueError(f"{path}: {world_size} processes share the set, but no process group is initialized")
+    return int(rank), int(world_size)
+
+
+def _draw(
+    network: nn.Module,
+    sampler: FlowSampler,
+    path: Path,
+    shape: tuple[int, ...],
+    parameters: Mapping[str, Any] | None,
+    encoder: Mapping[str, Any],
+    sequence_all: np.ndarray,
+    label_all: np.ndarray,
+    samples: range,
+    *,
+    seed: int,
+    batch_size: int,
+    device: torch.device,
+    sha: str,
+    progress: bool,
+) -> None:
+    """Solve ``samples`` (whole batches of the set, from a multiple of ``batch_size``) into ``path``."""
+    from monai_cmri.latents import LatentWriter
+
+    settings = sampler.settings()
     with LatentWriter(path, shape, parameters=parameters, encoder=encoder) as writer, tqdm(
-        total=total, unit="latent", desc=f"sample {path.name}", disable=not progress
+        total=len(samples), unit="latent", desc=f"sample {path.name}", disable=not progress
     ) as bar:
-        for start in range(0, total, batch_size):
-            stop = min(start + batch_size, total)
+        for start in range(samples.start, samples.stop, batch_size):
+            stop = min(start + batch_size, samples.stop)
             noise = torch.stack(
                 [torch.randn(shape, generator=torch.Generator().manual_seed(seed + i)) for i in range(start, stop)]
             ).to(device)
@@ -315,7 +429,27 @@ def sample_latents(
                 "checkpoint_sha256": [sha] * n,
             })
             bar.update(n)
-    return path
+
+
+def _concatenate(
+    shards: Sequence[Path],
+    path: Path,
+    shape: tuple[int, ...],
+    parameters: Mapping[str, Any] | None,
+    encoder: Mapping[str, Any],
+    chunk: int,
+) -> None:
+    """Write ``path`` from the shard files in order, ``chunk`` latents at a time (temporary name, then rename)."""
+    from monai_cmri.latents import LatentWriter
+
+    with LatentWriter(path, shape, parameters=parameters, encoder=encoder) as writer:
+        for shard in shards:
+            with h5py.File(shard, "r") as file:
+                columns = [name for name in file if name != "latents"]
+                count = file["latents"].shape[0]
+                for start in range(0, count, chunk):
+                    stop = min(start + chunk, count)
+                    writer.append(file["latents"][start:stop], {name: file[name][start:stop] for name in columns})
 
 
 class _Conditional:
