@@ -160,9 +160,10 @@ def figure(
 
 def pipeline(
     out: str = "runs/demo",
-    volumes: int = 27,
+    profile: str = "demo",
+    volumes: int | None = None,
     seed: int = 0,
-    slices: int = 8,
+    slices: int | None = None,
     keep_kspace: bool = False,
     train: bool = True,
     workers: str = "auto",
@@ -173,21 +174,23 @@ def pipeline(
     Simulates fastMRI-format volumes with fastMRI+-style annotations, combines their coils with
     ESPIRiT, draws one volume per sequence, cuts patch datasets with volume-level splits, trains,
     evaluates and encodes with the ``cvae`` bundle, trains, selects and samples both flow stages
-    with the ``flow_stage1`` and ``flow_stage2`` bundles, runs the classifier experiments on a
-    reduced grid (CPU profiles), and prints what was made (``out/summary.md``). Each volume's k-space is deleted once processed
-    unless ``keep_kspace`` (a full-size volume is several hundred MB).
+    with the ``flow_stage1`` and ``flow_stage2`` bundles, runs the classifier experiments, and
+    writes ``out/summary.md`` and the report (``out/report.md``, ``out/report.html``). Each
+    volume's k-space is deleted once processed unless ``keep_kspace`` (a full-size volume is
+    several hundred MB). Run again with the same arguments, it resumes where it stopped.
 
     Args:
         out: output folder.
-        volumes: number of simulated volumes; training needs at least 13, so that the volume-level
-            splits leave volumes to validate and test on (fewer work with ``--notrain``). The
-            default 27 (:data:`monai_cmri.simulate.cohort.DEMO_VOLUMES`) gives every (sequence,
-            class) cell at least 3 volumes, so every sequence is in every split and the labeled
-            sequences have normal and abnormal volumes in each.
+        profile: ``demo`` (the README's: CPU profiles, reduced grid), ``gpu`` (one H100/H200:
+            full-size networks, short schedules) or ``paper`` (the paper's settings; hours on a
+            GPU); :mod:`monai_cmri.profiles`.
+        volumes: number of simulated volumes (the profile's by default: demo 27, gpu 192, paper
+            1000); training needs at least 13, so that the volume-level splits leave volumes to
+            validate and test on (fewer work with ``--notrain``).
         seed: random seed, at least 0.
-        slices: slices per volume, at least 1 (8 keeps the 27 volumes within the demo's time).
+        slices: slices per volume, at least 1 (the profile's by default: demo 8, gpu 12, paper 16).
         keep_kspace: keep the simulated ``.h5`` files in ``out/kspace``.
-        train: run the cvae and flow bundles; ``--notrain`` stops after the patch datasets.
+        train: run the bundles; ``--notrain`` stops after the patch datasets.
         workers: processes that simulate and preprocess the volumes, one thread each; ``auto`` is
             one per CPU. The outputs do not depend on it beyond float32 rounding.
         threads: CPU threads of the bundle stages (training, sampling, classifiers): ``all`` (every
@@ -195,10 +198,17 @@ def pipeline(
             the choice on a machine shared with other jobs) or a number.
     """
     from monai_cmri.pipeline import check_size, run_pipeline
+    from monai_cmri.profiles import profile as get_profile
     from monai_cmri.threads import pool_workers, resolve_threads
 
     out = _path("out", out)
-    volumes, seed, slices = _integer("volumes", volumes, 1), _integer("seed", seed, 0), _integer("slices", slices, 1)
+    try:
+        chosen = get_profile(str(profile))
+    except ValueError as error:
+        raise UsageError(f"--profile: {error}") from None
+    volumes = chosen.volumes if volumes is None else _integer("volumes", volumes, 1)
+    slices = chosen.slices if slices is None else _integer("slices", slices, 1)
+    seed = _integer("seed", seed, 0)
     try:
         check_size(volumes, slices, train=bool(train))
     except ValueError as error:
@@ -211,7 +221,7 @@ def pipeline(
         resolve_threads(threads)
     except ValueError as error:
         raise UsageError(f"--threads: {error}") from None
-    run_pipeline(Path(out), volumes=volumes, seed=seed, slices=slices, keep_kspace=bool(keep_kspace),
+    run_pipeline(Path(out), volumes=volumes, seed=seed, profile=chosen, slices=slices, keep_kspace=bool(keep_kspace),
                  train=bool(train), workers=workers, threads=threads)
 
 

@@ -1,27 +1,36 @@
-"""The main job: the whole pipeline on the simulated dataset (paper 2.1-2.2; README "What this is").
+"""The main job: the whole pipeline on the simulated dataset (paper 2.1-2.4; README "What this is").
 
+``python -m monai_cmri pipeline --profile demo|gpu|paper --out DIR`` (:func:`run_pipeline`).
 Volumes are streamed: each is simulated and written in the fastMRI format, ESPIRiT-combined,
 drawn (the first volume of every sequence), cut into patches, and its k-space deleted unless
-kept, so that the disk holds one volume's k-space at a time (a full-size volume is several
-hundred MB; the demo stays under 2 GB).
+kept, so that the disk holds one volume's k-space at a time per worker (a full-size volume is
+several hundred MB; the demo stays under 2 GB).
 
-Stages, each announced with one line as it starts: simulate + preprocess (per volume: simulate,
-ESPIRiT, figure, patches; in worker processes of one thread each), merge (volume-level splits),
-the ``cvae`` bundle's train, evaluate and encode, the ``flow_stage1`` and ``flow_stage2``
-bundles' train, model selection (:mod:`monai_cmri.experiments.selection`) and sample (paper 2.3,
-2.4.3), then the classifier experiments on a reduced grid
-(:data:`DEMO_EXPERIMENTS`, paper 2.4) with the ``classifier`` bundle. Every bundle runs through MONAI's bundle API with its CPU
-profile (``configs/cpu.json``). Training needs volumes in train, val and test, so it needs at
-least :func:`minimum_volumes` volumes (13); ``train=False`` runs with any number.
+Stages, each announced with one line as it starts: simulate + preprocess (per volume, in worker
+processes of one thread each), merge (volume-level splits), the ``cvae`` bundle's train, evaluate
+and encode, the ``flow_stage1`` and ``flow_stage2`` bundles' train, model selection
+(:mod:`monai_cmri.experiments.selection`, paper 2.4.3) and sample, the classifier experiments
+(paper 2.4) with the ``classifier`` bundle, and the report (:mod:`monai_cmri.report`). Every
+bundle runs through MONAI's bundle API with the profile's settings (:mod:`monai_cmri.profiles`).
+Training needs volumes in train, val and test, so it needs at least :func:`minimum_volumes`
+volumes (13); ``train=False`` runs with any number.
+
+The run resumes: ``run.json`` records every finished stage, ``progress/volumes/`` every finished
+volume; a killed run started again with the same arguments skips what was finished, continues
+training from its last epoch (the bundles' trainer state) and the selection and experiments from
+their records, and ends with the outputs of an uninterrupted run. Every file is written under a
+temporary name and renamed, so a kill leaves no half-written output.
 
 Layout of the output folder::
 
+    run.json      arguments, profile, finished stages with their times, hardware and versions
+    progress/     volumes/<index>.json: each finished volume (name, class, table row, annotations)
     kspace/       brain.csv, brain_file_list.csv (+ the fastMRI files with keep_kspace)
     figures/      <SEQUENCE>.png: magnitude, phase and boxes of one volume per sequence;
                   patches.png: training patches, normal and abnormal (paper Figure 2)
     patches/      volumes/*.h5, train.h5, val.h5, test.h5, splits.json, manifest.json
-    cvae/         the cvae bundle's outputs (CPU profile): model.pt, TensorBoard logs, the
-                  per-sequence evaluation table (CSV, Markdown) and figure, latents/{split}.h5
+    cvae/         the cvae bundle's outputs: model.pt, TensorBoard logs, the per-sequence
+                  evaluation table (CSV, Markdown) and figure, latents/{split}.h5
     flow_stage1/  the flow_stage1 bundle's outputs: models/model.pt and the kept
                   models/epoch_*.pt, selection.{json,md} and selection/ (paper 2.4.3: which kept
                   checkpoint samples), synthetic/latents.h5 and patches.h5 (the same number per
@@ -31,21 +40,25 @@ Layout of the output folder::
     experiments/  real_vs_synthetic/, substitution/, additive/: one record per configuration,
                   summary.{csv,md} and the figures (monai_cmri.experiments.classifier)
     summary.md    what was made, with the sheets, the latent statistics and the experiments' tables
+    report.md, report.html   the report (paper tables and figures beside ours, run details)
 """
 
 from __future__ import annotations
 
+import json
 import shutil
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
-from monai_cmri.atomic import write_text
-from monai_cmri.bundles import BUNDLES, bundle_configs, run_bundle
+from monai_cmri.atomic import FolderLock, remove_stale_temporaries, write_json, write_text
+from monai_cmri.bundles import run_bundle
 from monai_cmri.data.annotations import Annotations, volume_name
 from monai_cmri.data.splits import SPLITS, split_volumes
 from monai_cmri.data.summary import format_rows, volume_row
@@ -66,24 +79,27 @@ from monai_cmri.preprocess import (
     patch_volume,
     write_volume_patches,
 )
-from monai_cmri.simulate import DEMO_VOLUMES, dataset_volume, plan_volume, write_annotations, write_volume
+from monai_cmri.profiles import Profile
+from monai_cmri.profiles import profile as get_profile
+from monai_cmri.simulate import dataset_volume, plan_volume, write_annotations, write_volume
+from monai_cmri.simulate.boxes import Annotation
 from monai_cmri.threads import apply_thread_policy, pool_workers, resolve_threads
 
-__all__ = ["BUNDLES", "CVAE_STAGES", "FLOW_STAGES", "EXPERIMENT_STAGES", "DEMO_EXPERIMENTS", "minimum_volumes", "check_size",
-           "run_cvae", "run_flow", "run_pipeline"]
+__all__ = ["CVAE_STAGES", "FLOW_STAGES", "EXPERIMENT_STAGES", "RUN_RECORD", "PROGRESS_DIR", "RunRecord",
+           "minimum_volumes", "check_size", "run_pipeline"]
 
 #: The runs of the ``cvae`` bundle, in order, and what each does.
 CVAE_STAGES: dict[str, str] = {
-    "train": "cvae train (CPU profile)",
-    "evaluate": "cvae evaluate on the test split",
-    "encode": "cvae encode the splits to latents",
+    "cvae train": "cvae train",
+    "cvae evaluate": "cvae evaluate on the test split",
+    "cvae encode": "cvae encode the splits to latents",
 }
 #: The runs of the two flow bundles, in order, and what each does.
 FLOW_STAGES: dict[str, str] = {
-    "stage1 train": "flow_stage1 train (CPU profile)",
+    "stage1 train": "flow_stage1 train",
     "stage1 select": "flow_stage1 select the kept checkpoint with the lowest real-vs-synthetic validation AUROC",
     "stage1 sample": "flow_stage1 sample per sequence, decode, sheet, statistics",
-    "stage2 train": "flow_stage2 train from the selected stage 1 (CPU profile)",
+    "stage2 train": "flow_stage2 train from the selected stage 1",
     "stage2 select": "flow_stage2 select the kept checkpoint with the highest downstream validation AUROC",
     "stage2 sample": "flow_stage2 sample matched to the training split, decode, sheet, statistics",
 }
@@ -93,16 +109,10 @@ EXPERIMENT_STAGES: dict[str, str] = {
     "substitution": "classifier: substitution, real patches replaced by synthetic (Figures 6-7)",
     "additive": "classifier: additive, synthetic patches added to all real ones (Figure 8)",
 }
-#: The main job's reduced grid of the experiments (the paper's: 5 seeds, 4 synthetic test sets,
-#: fractions 0-100 % in steps of 10 %). The classifier's stem halves the input (``stem_stride``
-#: 2): a quarter of the work per patch of the CPU profile's network.
-DEMO_EXPERIMENTS: dict = {
-    "seeds": (0,),
-    "test_sets": 1,
-    "substitution_fractions": (0.0, 1.0),
-    "additive_fractions": (0.0, 1.0),
-    "overrides": {"stem_stride": 2},
-}
+#: The main job's record of what it has done (:class:`RunRecord`), in its output folder.
+RUN_RECORD = "run.json"
+#: Where the main job records each finished volume (``volumes/<index>.json``), in its output folder.
+PROGRESS_DIR = "progress"
 _FLOW_TITLES = {
     "flow_stage1": "synthetic and real patches per sequence (paper Figure 4)",
     "flow_stage2": "synthetic normal and abnormal patches per sequence (paper Figure 5)",
@@ -160,121 +170,138 @@ def check_size(volumes: int, slices: int, train: bool = True, seed: int = 0) -> 
         )
 
 
-def _run_bundle(
-    bundle: str,
-    runs: dict[str, tuple[str, list[str], dict]],
-    overrides: dict,
-    profile: str,
-    on_stage: Callable[[str], None] | None,
-) -> None:
-    """Run ``{stage: (run id, config file names, overrides of this run)}`` of one bundle, in order,
-    calling ``on_stage`` as each starts (:func:`monai_cmri.bundles.run_bundle`)."""
-    bundle_configs(bundle)  # a missing bundle stops before any run
-    for stage, (run_id, files, own) in runs.items():
-        if on_stage is not None:
-            on_stage(stage)
-        run_bundle(bundle, run_id, files, {**overrides, **own}, profile)
+class RunRecord:
+    """``run.json``: what a main-job folder holds, rewritten (atomically) as each stage starts and ends.
 
-
-def run_cvae(
-    dataset_dir: Path, output_dir: Path, profile: str = "cpu", on_stage: Callable[[str], None] | None = None
-) -> Path:
-    """Train, evaluate and encode with the ``cvae`` bundle, as ``python -m monai.bundle run`` would.
+    It records the arguments and profile that define the run, the stages finished (with their
+    time and whether they continued an interrupted attempt), the stage running now, and the
+    hardware and package versions of the latest attempt. A rerun with the same arguments skips the
+    finished stages and continues the one that was running; a rerun with other arguments is refused,
+    so that one folder never mixes two runs.
 
     Args:
-        dataset_dir: a folder with ``train.h5``, ``val.h5`` and ``test.h5`` patch files.
-        output_dir: the bundle's output folder (``model.pt`` is written to ``output_dir/models``,
-            the latents to ``output_dir/latents``).
-        profile: ``"cpu"`` merges ``configs/cpu.json`` (small model, short schedule) on top of the
-            full-size defaults; ``"full"`` uses the defaults.
-        on_stage: called with each key of :data:`CVAE_STAGES` as that run starts.
-
-    Returns:
-        The Markdown evaluation table (per sequence, paper Table 3 layout).
+        out: the main job's output folder.
+        arguments: the settings that define the outputs (profile, volumes, seed, ...).
+        environment: hardware and package versions of this attempt.
 
     Raises:
-        OSError: when the bundles are not found (:func:`monai_cmri.bundles.bundle_configs`), or the
-            evaluation wrote no table.
+        ValueError: when ``out`` holds a run made with other arguments.
     """
-    overrides = {"dataset_dir": str(dataset_dir), "output_dir": str(output_dir), "ckpt_dir": str(output_dir / "models")}
-    # The main job has just remade the patch files, so its training starts afresh rather than
-    # resuming a state made from the previous patches; the bundle run alone resumes by default.
-    runs = {
-        "train": ("training", ["train.json"], {"resume": False}),
-        "evaluate": ("run", ["train.json", "evaluate.json"], {}),
-        "encode": ("encode", ["inference.json"], {}),
+
+    def __init__(self, out: Path, arguments: dict[str, Any], environment: dict[str, Any]) -> None:
+        self.path = out / RUN_RECORD
+        now = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        try:
+            earlier = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            earlier = None
+        except (OSError, ValueError) as error:
+            raise ValueError(f"{self.path}: unreadable run record ({error}); choose another --out") from None
+        if earlier is not None and earlier.get("arguments") != arguments:
+            theirs = earlier.get("arguments") or {}
+            changed = sorted(key for key in {*theirs, *arguments} if theirs.get(key) != arguments.get(key))
+            differences = ", ".join(f"{key}: {theirs.get(key)!r} there, {arguments.get(key)!r} now" for key in changed)
+            raise ValueError(
+                f"{out}: holds a run made with other settings ({differences}); rerun with the same arguments "
+                "to resume it, or choose another --out"
+            )
+        self.fresh = earlier is None
+        self.record: dict[str, Any] = earlier or {"format": 1, "arguments": arguments, "started": now, "stages": []}
+        #: The stage an earlier attempt was running when it stopped (it continues where it was).
+        self.interrupted: str | None = self.record.get("running")
+        self.record.update(environment=environment, finished=None, attempts=self.record.get("attempts", 0) + 1)
+        self.record["profile"] = arguments["profile"]
+        self.record["seed"] = arguments["seed"]
+        self.save()
+
+    def done(self, stage: str) -> bool:
+        """Whether ``stage`` has finished in this folder."""
+        return any(entry["name"] == stage for entry in self.record["stages"])
+
+    def start(self, stage: str) -> bool:
+        """Record that ``stage`` runs; return whether it continues an interrupted attempt."""
+        self.record["running"] = stage
+        self.save()
+        return stage == self.interrupted
+
+    def finish(self, stage: str, seconds: float, resumed: bool) -> None:
+        """Record that ``stage`` finished after ``seconds`` (of this attempt)."""
+        self.record["stages"].append({"name": stage, "seconds": round(seconds, 2), "resumed": resumed})
+        self.record["running"] = None
+        self.save()
+
+    def close(self) -> None:
+        """Record the end of the run."""
+        self.record["finished"] = time.strftime("%Y-%m-%dT%H:%M:%S%z")
+        self.save()
+
+    def seconds(self) -> float:
+        """Time of the finished stages, summed."""
+        return sum(entry["seconds"] for entry in self.record["stages"])
+
+    def save(self) -> None:
+        write_json(self.path, self.record)
+
+
+def _stage_runs(out: Path, profile: Profile, progress: bool = True) -> dict[str, Callable[[bool], None]]:
+    """The bundle stages of the main job in order: ``{stage: run(resume)}``, each through MONAI's
+    bundle API (:func:`monai_cmri.bundles.run_bundle`) with the profile's settings. ``resume``
+    says whether the stage continues an interrupted attempt: training then resumes from its
+    trainer state (the next epoch), and the selection and experiments from their records."""
+    patches_dir, cvae_dir = out / "patches", out / "cvae"
+    cvae_ckpt, latents_dir = cvae_dir / "models" / "model.pt", cvae_dir / "latents"
+    bundle_profile = profile.bundle_profile
+
+    def bundle(name: str, folder: Path, **own: Any) -> dict[str, Any]:
+        return {"dataset_dir": str(latents_dir if name.startswith("flow") else patches_dir),
+                "output_dir": str(folder), "ckpt_dir": str(folder / "models"), **profile.overrides(name), **own}
+
+    cvae = bundle("cvae", cvae_dir)
+    runs: dict[str, Callable[[bool], None]] = {
+        # Training starts afresh unless it continues an interrupted attempt of this run: a trainer
+        # state left by another run was made from other data.
+        "cvae train": lambda resume: run_bundle("cvae", "training", ["train.json"], {**cvae, "resume": resume},
+                                                bundle_profile),
+        "cvae evaluate": lambda resume: run_bundle("cvae", "run", ["train.json", "evaluate.json"], cvae, bundle_profile),
+        "cvae encode": lambda resume: run_bundle("cvae", "encode", ["inference.json"], cvae, bundle_profile),
     }
-    _run_bundle("cvae", runs, overrides, profile, on_stage)
-    table = output_dir / "reconstruction.md"
-    if not table.is_file():
-        raise OSError(f"{table}: the evaluation wrote no table")
-    return table
+    folders = {name: out / name for name in ("flow_stage1", "flow_stage2")}
+    for name, folder in folders.items():
+        stage = name.replace("flow_", "")
 
+        def train(resume: bool, name: str = name, folder: Path = folder) -> None:
+            own: dict[str, Any] = {"resume": resume}
+            if name == "flow_stage2":
+                own["stage1_ckpt"] = str(selected_checkpoint(folders["flow_stage1"]))
+            run_bundle(name, "training", ["train.json"], bundle(name, folder, **own), bundle_profile)
 
-def run_flow(
-    latents_dir: Path,
-    patch_dir: Path,
-    cvae_ckpt: Path,
-    output_dir: Path,
-    profile: str = "cpu",
-    on_stage: Callable[[str], None] | None = None,
-    selection_overrides: dict | None = None,
-    progress: bool = True,
-) -> dict[str, Path]:
-    """Train, select and sample both flow stages (paper 2.3, 2.4.3) with the ``flow_stage1`` and
-    ``flow_stage2`` bundles.
+        def select(resume: bool, name: str = name, folder: Path = folder) -> None:
+            # A selection of an earlier training must not outlive it; the classifiers' records of
+            # an interrupted selection are kept and reused (their checkpoint hashes are checked).
+            (folder / SELECTION_FILE).unlink(missing_ok=True)
+            common = {"profile": bundle_profile, "overrides": profile.grid()["overrides"], "progress": progress,
+                      "flow_overrides": profile.overrides(name)}
+            if name == "flow_stage1":
+                select_stage1(latents_dir, folder, **common)
+            else:
+                select_stage2(patches_dir, latents_dir, folder, cvae_ckpt, **common)
 
-    Stage 1 trains on the training latents conditioned on the sequence; among the checkpoints it
-    keeps, the one with the lowest real-vs-synthetic validation AUROC is selected
-    (:func:`monai_cmri.experiments.selection.select_stage1`) and draws the same number of latents
-    per sequence. Stage 2 starts from the selected stage-1 weights, adds the class, selects the
-    checkpoint with the highest downstream validation AUROC
-    (:func:`~monai_cmri.experiments.selection.select_stage2`) and draws a class- and
-    sequence-matched set with the counts of the training split. Each sampling run decodes its
-    latents through the cvae, draws its sheet and writes the latent statistics.
+        def sample(resume: bool, name: str = name, folder: Path = folder) -> None:
+            own = {"patch_dir": str(patches_dir), "cvae_ckpt": str(cvae_ckpt),
+                   "ckpt_path": str(selected_checkpoint(folder))}
+            # Stage 2's selection drew the selected weights' set exactly as the run entry would:
+            # it is adopted, and only the sheet and statistics are made.
+            entry = "report" if name == "flow_stage2" and adopt_selected_samples(folder, folder / "synthetic") else "run"
+            run_bundle(name, entry, ["inference.json"], bundle(name, folder, **own), bundle_profile)
+            statistics = folder / "latent_statistics.md"
+            if not statistics.is_file():
+                raise OSError(f"{statistics}: the {name} inference wrote no latent statistics")
 
-    Args:
-        latents_dir: the cvae's latent files (``train.h5``, ``val.h5``).
-        patch_dir: the real patch files, shown beside the synthetic ones in stage 1's sheet.
-        cvae_ckpt: the cvae's ``model.pt`` (its ``model.json`` beside it) to decode with.
-        output_dir: the parent of the two bundle output folders ``flow_stage1`` and ``flow_stage2``.
-        profile: ``"cpu"`` merges each bundle's ``configs/cpu.json``; ``"full"`` does not.
-        on_stage: called with each key of :data:`FLOW_STAGES` as that run starts.
-        selection_overrides: ``classifier`` bundle variables of the selection runs.
-        progress: progress bars over the selection's classifier runs.
-
-    Returns:
-        ``{"flow_stage1": folder, "flow_stage2": folder}``.
-
-    Raises:
-        OSError: when the bundles are not found, or a run wrote no statistics.
-    """
-    folders = {bundle: output_dir / bundle for bundle in ("flow_stage1", "flow_stage2")}
-    for bundle, folder in folders.items():
-        overrides = {"dataset_dir": str(latents_dir), "output_dir": str(folder), "ckpt_dir": str(folder / "models")}
-        train = {"resume": False}  # the latents were just remade, as for the cvae
-        if bundle == "flow_stage2":
-            train["stage1_ckpt"] = str(selected_checkpoint(folders["flow_stage1"]))
-        stage = bundle.replace("flow_", "")
-        _run_bundle(bundle, {f"{stage} train": ("training", ["train.json"], train)}, overrides, profile, on_stage)
-        if on_stage is not None:
-            on_stage(f"{stage} select")
-        # A selection of an earlier training must not outlive it: the new one replaces it.
-        (folder / SELECTION_FILE).unlink(missing_ok=True)
-        if bundle == "flow_stage1":
-            select_stage1(latents_dir, folder, profile=profile, overrides=selection_overrides, progress=progress)
-        else:
-            select_stage2(patch_dir, latents_dir, folder, cvae_ckpt, profile=profile, overrides=selection_overrides,
-                          progress=progress)
-        sample = {"patch_dir": str(patch_dir), "cvae_ckpt": str(cvae_ckpt), "ckpt_path": str(selected_checkpoint(folder))}
-        # Stage 2's selection drew the selected weights' set exactly as the run entry would: it is
-        # adopted, and only the sheet and statistics are made.
-        entry = "report" if bundle == "flow_stage2" and adopt_selected_samples(folder, folder / "synthetic") else "run"
-        _run_bundle(bundle, {f"{stage} sample": (entry, ["inference.json"], sample)}, overrides, profile, on_stage)
-        statistics = folder / "latent_statistics.md"
-        if not statistics.is_file():
-            raise OSError(f"{statistics}: the {bundle} inference wrote no latent statistics")
-    return folders
+        runs.update({f"{stage} train": train, f"{stage} select": select, f"{stage} sample": sample})
+    for experiment in EXPERIMENT_STAGES:
+        runs[experiment] = lambda resume, experiment=experiment: run_experiments(
+            out, which=[experiment], profile=bundle_profile, progress=False, **profile.grid())
+    return runs
 
 
 def _process_volume(job: tuple) -> dict:
@@ -326,10 +353,11 @@ def _one_thread() -> None:
 
 def run_pipeline(
     out: str | Path,
-    volumes: int = DEMO_VOLUMES,
+    volumes: int | None = None,
     seed: int = 0,
     *,
-    slices: int = 8,
+    profile: str | Profile = "demo",
+    slices: int | None = None,
     coils: Sequence[int] | None = None,
     keep_kspace: bool = False,
     train: bool = True,
@@ -337,22 +365,33 @@ def run_pipeline(
     threads: int | str = "all",
     progress: bool = True,
 ) -> Path:
-    """Simulate, combine, draw and patch a dataset, train on it; print and write what was made.
+    """Simulate, combine, draw and patch a dataset, train, select, sample and evaluate on it, and
+    report; resume what an earlier attempt in ``out`` left unfinished.
+
+    Every stage is recorded in ``out/run.json`` (:class:`RunRecord`) when it finishes; a rerun with
+    the same arguments skips the finished stages, continues the one that was running (volumes
+    already patched, training from its last epoch, selection and experiment configurations already
+    scored) and ends with the outputs an uninterrupted run would have written. One run at a time
+    may use a folder (:class:`~monai_cmri.atomic.FolderLock`).
 
     Args:
-        out: output folder (layout in the module docstring); earlier patch files are replaced.
-        volumes: number of simulated volumes; with ``train``, at least :func:`minimum_volumes`.
+        out: output folder (layout in the module docstring).
+        volumes: number of simulated volumes (the profile's by default); with ``train``, at least
+            :func:`minimum_volumes`.
         seed: seed of the simulation, the patch positions and the splits.
-        slices: slices per volume.
+        profile: a name in :data:`monai_cmri.profiles.PROFILES` (``demo``, ``gpu``, ``paper``) or a
+            :class:`~monai_cmri.profiles.Profile`: bundle settings and experiment grid.
+        slices: slices per volume (the profile's by default).
         coils: receive coil counts to draw from; the simulator's fastMRI-like mix (8-20) by default.
         keep_kspace: keep the simulated fastMRI files (100-500 MB each).
-        train: run the bundles (CPU profile): the cvae (train, evaluate, encode the splits to
-            latents), flow stage 1 and stage 2 (train, sample, decode, sheets, statistics), then the
-            classifier experiments on :data:`DEMO_EXPERIMENTS`.
+        train: run the bundles: the cvae (train, evaluate, encode the splits to latents), flow
+            stage 1 and stage 2 (train, select, sample, decode, sheets, statistics), then the
+            classifier experiments on the profile's grid.
         workers: processes that simulate and preprocess volumes, one thread each
             (:func:`monai_cmri.threads.pool_workers`; ``"auto"`` is one per CPU). The outputs do
-            not depend on it beyond float32 rounding (a thread count changes the order of sums). With 1, the volumes are processed in this process and the progress
-            bar shows the step of the current one.
+            not depend on it beyond float32 rounding (a thread count changes the order of sums).
+            With 1, the volumes are processed in this process and the progress bar shows the step
+            of the current one.
         threads: CPU threads of this process for the bundle stages
             (:func:`monai_cmri.threads.apply_thread_policy`, exported so that every bundle's
             ``threads: auto`` resolves to it): ``"all"`` uses every CPU; on two idle cores the cvae
@@ -364,66 +403,87 @@ def run_pipeline(
         The path of ``summary.md``, which ends with the list of the files written.
 
     Raises:
-        ValueError: for a dataset too small to run (:func:`check_size`), or a bad ``workers``,
-            before anything runs.
+        ValueError: for a dataset too small to run (:func:`check_size`), a bad ``workers`` or
+            profile, or a folder that holds a run with other arguments, before anything runs.
+        FolderLockedError: while another run uses ``out``.
         RuntimeError: when, with ``train``, a split holds no patch (the summary is written first).
     """
+    chosen = profile if isinstance(profile, Profile) else get_profile(profile)
+    volumes = chosen.volumes if volumes is None else volumes
+    slices = chosen.slices if slices is None else slices
     check_size(volumes, slices, train=train, seed=seed)
     workers = pool_workers(workers, jobs=volumes)
     resolve_threads(threads)  # a bad value stops before anything runs
     out = Path(out)
+    arguments = {"profile": chosen.describe(), "volumes": volumes, "seed": seed, "slices": slices,
+                 "coils": None if coils is None else [int(count) for count in coils],
+                 "keep_kspace": bool(keep_kspace), "train": bool(train)}
+    from monai_cmri.report import environment
+
+    with FolderLock(out, "pipeline"):
+        record = RunRecord(out, arguments, environment())
+        return _run(out, record, chosen, volumes, seed, slices, coils, keep_kspace, train, workers, threads, progress)
+
+
+def _run(
+    out: Path, record: RunRecord, profile: Profile, volumes: int, seed: int, slices: int,
+    coils: Sequence[int] | None, keep_kspace: bool, train: bool, workers: int, threads: int | str, progress: bool,
+) -> Path:
+    """The stages of :func:`run_pipeline`, in order, each skipped when ``record`` says it finished."""
     kspace_dir, figures_dir, patches_dir = out / "kspace", out / "figures", out / "patches"
-    shutil.rmtree(patches_dir / VOLUMES_DIR, ignore_errors=True)
-    for folder in (kspace_dir, figures_dir, patches_dir / VOLUMES_DIR):
+    volume_records = out / PROGRESS_DIR / "volumes"
+    if record.fresh:
+        # Patch files and volume records of some other run in this folder would be mixed in.
+        shutil.rmtree(patches_dir / VOLUMES_DIR, ignore_errors=True)
+        shutil.rmtree(volume_records, ignore_errors=True)
+    for folder in (kspace_dir, figures_dir, patches_dir / VOLUMES_DIR, volume_records):
         folder.mkdir(parents=True, exist_ok=True)
-    stages = ["simulate + preprocess", "merge",
-              *((*CVAE_STAGES.values(), *FLOW_STAGES.values(), *EXPERIMENT_STAGES.values()) if train else ())]
+        remove_stale_temporaries(folder)
+    remove_stale_temporaries(patches_dir)
+    stages = {
+        "simulate + preprocess": f"{volumes} volumes of {slices} slices, {workers} worker(s) -> {patches_dir / VOLUMES_DIR}",
+        "merge": f"volume-level splits -> {patches_dir}",
+    }
+    tag = f"{profile.bundle_profile} profile"
+    if train:
+        stages.update({stage: f"({tag}) -> {out / 'cvae'}" for stage in CVAE_STAGES})
+        stages.update({stage: f"({tag}) -> {out / ('flow_' + stage.split()[0])}" for stage in FLOW_STAGES})
+        stages.update({stage: f"({tag}) -> {out / 'experiments' / stage}" for stage in EXPERIMENT_STAGES})
+    stages["report"] = f"-> {out / 'report.md'}, {out / 'report.html'}"
+    descriptions = {**CVAE_STAGES, **FLOW_STAGES, **EXPERIMENT_STAGES}
+    names = list(stages)
 
-    def announce(stage: str, detail: str) -> None:
+    def run_stage(stage: str, work: Callable[[bool], Any]) -> None:
+        number = f"[{names.index(stage) + 1}/{len(names)}] {descriptions.get(stage, stage)}"
+        if record.done(stage):
+            if progress:
+                tqdm.write(f"{number}: finished earlier, skipped")
+            return
+        resumed = record.start(stage)
         if progress:
-            tqdm.write(f"[{stages.index(stage) + 1}/{len(stages)}] {stage}: {detail}")
+            tqdm.write(f"{number}: {'resumed ' if resumed else ''}{stages[stage]}")
+        begin = time.monotonic()
+        work(resumed)
+        record.finish(stage, time.monotonic() - begin, resumed)
 
-    start = time.monotonic()
-    rows, findings, annotated, figures = [], [], [], []
-    # The first volume of each sequence is drawn; the plan says which without simulating anything.
-    first: dict[str, int] = {}
-    for index in range(volumes):
-        first.setdefault(plan_volume(index, seed, slices=slices, coils=coils).sequence, index)
-    announce("simulate + preprocess", f"{volumes} volumes of {slices} slices, {workers} worker(s) -> "
-             f"{patches_dir / VOLUMES_DIR}")
-    bar = tqdm(total=volumes, desc="volumes", unit="volume", disable=not progress)
-    step = bar.set_postfix_str if workers == 1 else None
-    jobs = [(index, seed, slices, coils, kspace_dir, figures_dir, patches_dir, index in first.values(), keep_kspace,
-             step) for index in range(volumes)]
-    if workers == 1:
-        results = map(_process_volume, jobs)
-    else:
-        bar.set_postfix_str(f"{workers} workers")
-        pool = ProcessPoolExecutor(workers, initializer=_one_thread)
-        results = pool.map(_process_volume, jobs)
-    try:
-        for result in results:
-            rows.append(result["row"])
-            if result["annotated"]:
-                annotated.append(result["name"])
-                findings.extend(result["annotations"])
-            if result["figure"] is not None:
-                figures.append(result["figure"])
-            # The annotation files grow in volume order, so that a stopped run leaves a consistent pair.
-            write_annotations(kspace_dir, findings, annotated)
-            bar.update()
-    finally:
-        if workers > 1:
-            pool.shutdown(wait=True, cancel_futures=True)
-    bar.set_postfix_str("done")
-    bar.close()
+    results: dict[int, dict] = {}
 
-    announce("merge", f"volume-level splits -> {patches_dir}")
-    manifest = merge(patches_dir, seed=seed)
-    if (patches_dir / "train.h5").is_file():
-        figures.append(render_patches(patches_dir / "train.h5", figures_dir / "patches.png", seed=seed))
+    def preprocess_stage(resumed: bool) -> None:
+        results.update(_preprocess_volumes(out, volumes, seed, slices, coils, keep_kspace, workers, progress))
+
+    run_stage("simulate + preprocess", preprocess_stage)
+    if not results:
+        results.update(_read_volume_records(volume_records, volumes))
+
+    def merge_stage(resumed: bool) -> None:
+        merge(patches_dir, seed=seed)
+        if (patches_dir / "train.h5").is_file():
+            render_patches(patches_dir / "train.h5", figures_dir / "patches.png", seed=seed)
+
+    run_stage("merge", merge_stage)
+    manifest = json.loads((patches_dir / "manifest.json").read_text())
     empty = [split for split in SPLITS if not manifest["patches"].get(split)]
-    table, flows, experiments, problem = None, {}, {}, None
+    problem = None
     if train and empty:
         problem = (
             f"the {' and '.join(empty)} split(s) hold no patch ({volumes} volumes of {slices} slices), so the cvae "
@@ -431,33 +491,130 @@ def run_pipeline(
             f"or skip training (--notrain)"
         )
     elif train:
-        count = apply_thread_policy(threads)
-        if progress:
-            tqdm.write(f"bundle stages: {count} CPU thread(s)")
-        cvae_dir = out / "cvae"
-        targets = {"train": cvae_dir / "models" / "model.pt", "evaluate": cvae_dir / "reconstruction.md",
-                   "encode": cvae_dir / "latents"}
-        table = run_cvae(
-            patches_dir, cvae_dir, on_stage=lambda stage: announce(CVAE_STAGES[stage], f"-> {targets[stage]}")
-        )
-        flows = run_flow(
-            cvae_dir / "latents", patches_dir, cvae_dir / "models" / "model.pt", out,
-            on_stage=lambda stage: announce(FLOW_STAGES[stage], f"-> {out / ('flow_' + stage.split()[0])}"),
-            selection_overrides=DEMO_EXPERIMENTS["overrides"], progress=progress,
-        )
-        experiments = run_experiments(
-            out, progress=progress, **DEMO_EXPERIMENTS,
-            on_experiment=lambda name: announce(EXPERIMENT_STAGES[name], f"-> {out / 'experiments' / name}"),
-        )
-    minutes = (time.monotonic() - start) / 60
+        pending = [stage for stage in (*CVAE_STAGES, *FLOW_STAGES, *EXPERIMENT_STAGES) if not record.done(stage)]
+        if pending:
+            count = apply_thread_policy(threads)
+            if progress:
+                tqdm.write(f"bundle stages: {count} CPU thread(s)")
+        for stage, work in _stage_runs(out, profile, progress).items():
+            run_stage(stage, work)
+    figures = [Path(result["figure"]) for _, result in sorted(results.items()) if result["figure"]]
+    if (figures_dir / "patches.png").is_file():
+        figures.append(figures_dir / "patches.png")
     summary = out / "summary.md"
+    text = _summary(out, profile, record, results, manifest, figures, keep_kspace, train and problem is None, problem,
+                    summary)
+    write_text(summary, text)
+
+    def report_stage(resumed: bool) -> None:
+        from monai_cmri.report import write_report
+
+        write_report(out)
+
+    # The run is complete once the summary is written; the report then shows its end and timings.
+    record.close()
+    run_stage("report", report_stage)
+    print(text)
+    if problem is not None:
+        raise RuntimeError(problem)
+    return summary
+
+
+def _preprocess_volumes(
+    out: Path, volumes: int, seed: int, slices: int, coils: Sequence[int] | None, keep_kspace: bool, workers: int,
+    progress: bool,
+) -> dict[int, dict]:
+    """Simulate and preprocess the volumes that no earlier attempt finished (in worker processes
+    with ``workers`` > 1); record each volume as it finishes; write the annotation files.
+
+    Returns:
+        ``{index: result}`` of every volume (:func:`_process_volume`).
+    """
+    kspace_dir, figures_dir, patches_dir = out / "kspace", out / "figures", out / "patches"
+    volume_records = out / PROGRESS_DIR / "volumes"
+    results = _read_volume_records(volume_records, volumes, complete=False)
+    # The first volume of each sequence is drawn; the plan says which without simulating anything.
+    first: dict[str, int] = {}
+    for index in range(volumes):
+        first.setdefault(plan_volume(index, seed, slices=slices, coils=coils).sequence, index)
+    bar = tqdm(total=volumes, initial=len(results), desc="volumes", unit="volume", disable=not progress)
+    step = bar.set_postfix_str if workers == 1 else None
+    jobs = [(index, seed, slices, coils, kspace_dir, figures_dir, patches_dir, index in first.values(), keep_kspace,
+             step) for index in range(volumes) if index not in results]
+    if workers == 1 or not jobs:
+        done = map(_process_volume, jobs)
+    else:
+        bar.set_postfix_str(f"{workers} workers")
+        pool = ProcessPoolExecutor(min(workers, len(jobs)), initializer=_one_thread)
+        done = pool.map(_process_volume, jobs)
+    try:
+        for job, result in zip(jobs, done):
+            results[job[0]] = result
+            write_json(volume_records / f"{job[0]:05d}.json", _plain_result(result))
+            # The annotation files grow in volume order, so that a stopped run leaves a consistent pair.
+            _write_annotations(kspace_dir, results)
+            bar.update()
+    finally:
+        if workers > 1 and jobs:
+            pool.shutdown(wait=True, cancel_futures=True)
+    _write_annotations(kspace_dir, results)
+    bar.set_postfix_str("done")
+    bar.close()
+    return results
+
+
+def _write_annotations(kspace_dir: Path, results: dict[int, dict]) -> None:
+    """``brain.csv`` and ``brain_file_list.csv`` of the volumes in ``results``, in volume order."""
+    annotated = [results[index] for index in sorted(results) if results[index]["annotated"]]
+    write_annotations(kspace_dir, [row for result in annotated for row in result["annotations"]],
+                      [result["name"] for result in annotated])
+
+
+def _plain_result(result: dict) -> dict:
+    """A volume's result as JSON values (its annotation rows as dictionaries)."""
+    return {**result, "annotations": [asdict(row) for row in result["annotations"]],
+            "figure": None if result["figure"] is None else str(result["figure"]), "row": list(result["row"])}
+
+
+def _read_volume_records(folder: Path, volumes: int, complete: bool = True) -> dict[int, dict]:
+    """The volume results recorded in ``folder`` for indices below ``volumes``.
+
+    Raises:
+        RuntimeError: with ``complete``, when a volume has no record (the preprocessing stage is
+            recorded as finished, so something removed them).
+    """
+    results = {}
+    for index in range(volumes):
+        path = folder / f"{index:05d}.json"
+        try:
+            result = json.loads(path.read_text())
+        except FileNotFoundError:
+            if complete:
+                raise RuntimeError(f"{path}: missing, though run.json records the volumes as processed; "
+                                   "rerun in a new folder") from None
+            continue
+        result["annotations"] = [Annotation(**row) for row in result["annotations"]]
+        result["row"] = tuple(result["row"])
+        results[index] = result
+    return results
+
+
+def _summary(
+    out: Path, profile: Profile, record: RunRecord, results: dict[int, dict], manifest: dict, figures: list[Path],
+    keep_kspace: bool, trained: bool, problem: str | None, summary: Path,
+) -> str:
+    """The text of ``summary.md``, read from what the stages wrote."""
+    volumes = len(results)
+    seed = record.record["seed"]
+    tag = f"{profile.bundle_profile} profile"
     sections = [
-        f"# monai_cmri pipeline: {volumes} simulated volumes, seed {seed} ({minutes:.1f} min)",
+        f"# monai_cmri pipeline ({profile.name} profile): {volumes} simulated volumes, seed {seed} "
+        f"({record.seconds() / 60:.1f} min)",
         "",
         "## Volumes",
         "",
         "```",
-        format_rows(rows),
+        format_rows([results[index]["row"] for index in sorted(results)]),
         "```",
         "",
         "## Patches per class, sequence and split",
@@ -467,39 +624,37 @@ def run_pipeline(
         "```",
         "",
     ]
-    if table is not None:
-        sections += ["## cvae (CPU profile), test split", "", table.read_text().strip(), ""]
-    for bundle, folder in flows.items():
-        sections += [f"## {bundle} (CPU profile): {_FLOW_TITLES[bundle]}", "",
-                     f"Model selection ({(folder / SELECTION_FILE).relative_to(out)}): "
-                     + (folder / "selection.md").read_text().strip(), "",
-                     f"![{bundle} samples]({(folder / 'samples.png').relative_to(out)})", "",
-                     "Latent statistics, synthetic against the real training latents, per sequence and channel:", "",
-                     (folder / "latent_statistics.md").read_text().strip(), ""]
-    if experiments:
-        grid = DEMO_EXPERIMENTS
+    if trained:
+        table = out / "cvae" / "reconstruction.md"
+        sections += [f"## cvae ({tag}), test split", "", table.read_text().strip(), ""]
+        for bundle in ("flow_stage1", "flow_stage2"):
+            folder = out / bundle
+            sections += [f"## {bundle} ({tag}): {_FLOW_TITLES[bundle]}", "",
+                         f"Model selection ({(folder / SELECTION_FILE).relative_to(out)}): "
+                         + (folder / "selection.md").read_text().strip(), "",
+                         f"![{bundle} samples]({(folder / 'samples.png').relative_to(out)})", "",
+                         "Latent statistics, synthetic against the real training latents, per sequence and channel:",
+                         "", (folder / "latent_statistics.md").read_text().strip(), ""]
+        grid = profile.grid()
         sections += [
-            "## Classifier experiments (CPU profile, reduced grid)", "",
+            f"## Classifier experiments ({tag})", "",
             f"Seeds {list(grid['seeds'])}; {grid['test_sets']} synthetic test set(s) per sequence; substitution at "
             f"{', '.join(f'{100 * f:.0f} %' for f in grid['substitution_fractions'])} real; additive with "
             f"{', '.join(f'{100 * f:.0f} %' for f in grid['additive_fractions'])} synthetic added. AUROC on the "
-            "real test split (downstream) or on real against synthetic test latents; the demo's training split "
-            "holds one volume per labeled class and sequence, so these show the code path, not the method.", "",
+            "real test split (downstream) or on real against synthetic test latents.", "",
         ]
-        for name, summary_table in experiments.items():
-            sections += [f"### {name}", "", summary_table.read_text().strip(), ""]
-            figure = summary_table.parent / f"{name}.png"
-            if figure.is_file():
-                sections += [f"![{name}]({figure.relative_to(out)})", ""]
+        if profile.name == "demo":
+            sections += ["The demo's training split holds one volume per labeled class and sequence, so these show "
+                         "the code path, not the method.", ""]
+        for name in EXPERIMENT_STAGES:
+            folder = out / "experiments" / name
+            sections += [f"### {name}", "", (folder / "summary.md").read_text().strip(), ""]
+            if (folder / f"{name}.png").is_file():
+                sections += [f"![{name}]({(folder / f'{name}.png').relative_to(out)})", ""]
     if problem is not None:
         sections += ["## cvae: not run", "", problem, ""]
-    sections += ["## Files written", "", *_written(out, figures, manifest, keep_kspace, table is not None, summary), ""]
-    text = "\n".join(sections)
-    write_text(summary, text)
-    print(text)
-    if problem is not None:
-        raise RuntimeError(problem)
-    return summary
+    sections += ["## Files written", "", *_written(out, figures, manifest, keep_kspace, trained, summary), ""]
+    return "\n".join(sections)
 
 
 def _written(
@@ -536,10 +691,12 @@ def _written(
         for name in EXPERIMENT_STAGES:
             folder = out / "experiments" / name
             groups.append((f"{name} results", [*sorted(folder.glob("summary.*")), *sorted(folder.glob("*.png"))]))
+    groups.append(("run record", [out / RUN_RECORD]))
+    groups.append(("report", [out / "report.md", out / "report.html"]))
     groups.append(("this summary", [summary]))
     lines = []
     for what, paths in groups:
-        paths = [path for path in paths if path == summary or path.is_file()]
+        paths = [path for path in paths if path in (summary, out / "report.md", out / "report.html") or path.is_file()]
         if len(paths) > 6:
             lines.append(f"- {what}: {len(paths)} files in {paths[0].parent}")
         elif paths:

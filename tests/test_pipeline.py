@@ -40,7 +40,7 @@ def test_pipeline_streams_volumes_and_writes_patch_datasets(tmp_path, capfd):
 
     # One line per stage as it starts; the current step of each volume beside the progress bar.
     stages = [line for line in stdout.splitlines() if re.match(r"\[\d/\d\] ", line)]
-    assert [line.split(":")[0] for line in stages] == ["[1/2] simulate + preprocess", "[2/2] merge"]
+    assert [line.split(":")[0] for line in stages] == ["[1/3] simulate + preprocess", "[2/3] merge", "[3/3] report"]
     assert all(step in stderr for step in ("simulate", "ESPIRiT", "figure", "patches"))
 
 
