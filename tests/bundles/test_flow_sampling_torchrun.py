@@ -1,9 +1,10 @@
-"""``flow_stage1``'s synthetic set drawn by one process and by two torchrun gloo processes on the CPU.
+"""The flow bundles' synthetic sets drawn by one process and by two torchrun gloo processes on the CPU.
 
 ``multi_gpu_inference.json`` shares the batches of the set out over the ranks
 (:func:`monai_cmri.flow.sampling.shard_range`), each rank writes a shard and rank 0 concatenates
 them in rank order, then decodes, draws the sheet and writes the statistics alone. The merged set
-must equal the one-process set sample for sample.
+must equal the one-process set sample for sample: flow_stage1's ``run`` entry and flow_stage2's
+``generate`` entry, with untrained tiny networks (the weights do not matter to the comparison).
 """
 
 from __future__ import annotations
@@ -35,36 +36,53 @@ SETTINGS = {"samples_per_sequence": 5, "batch_size": 6, "steps": 2, "progress": 
 
 
 @pytest.fixture(scope="module")
-def sampled(patches, tmp_path_factory) -> tuple[Path, Path, str]:
-    """The synthetic folders of one process and of two torchrun processes, and the torchrun log."""
+def inputs(patches, tmp_path_factory) -> dict[str, Path]:
+    """Tiny latents, the cvae that encoded them, and untrained stage-1 and stage-2 weights."""
     root = tmp_path_factory.mktemp("flow_sampling")
     latents = write_flow_latents(patches, root)
     torch.manual_seed(1)
-    weights = root / "stage1" / "model.pt"
-    weights.parent.mkdir()
-    torch.save(FlowUNet(in_channels=2, out_channels=2, **SIZES).state_dict(), weights)
+    for stage, classes in (("stage1", None), ("stage2", 3)):
+        latents[stage] = root / stage / "model.pt"
+        latents[stage].parent.mkdir()
+        network = FlowUNet(in_channels=2, out_channels=2, num_classes=classes, **SIZES)
+        torch.save(network.state_dict(), latents[stage])
+    return latents
+
+
+def one_and_two(bundle: str, entry: str, inputs: dict[str, Path], **settings: object) -> tuple[Path, Path, str]:
+    """``entry`` of a flow bundle run by one process, then by two torchrun gloo processes.
+
+    Returns the two output folders and the torchrun log.
+    """
+    root = inputs["root"] / bundle
     overrides = {
-        "dataset_dir": str(latents["latents"]), "patch_dir": str(latents["patches"]),
-        "cvae_ckpt": str(latents["cvae"]), "ckpt_path": str(weights), **SETTINGS, **SIZES,
+        "dataset_dir": str(inputs["latents"]), "patch_dir": str(inputs["patches"]), "cvae_ckpt": str(inputs["cvae"]),
+        "ckpt_path": str(inputs["stage1" if bundle == "flow_stage1" else "stage2"]), **settings, **SIZES,
     }  # fmt: skip
     one, two = root / "one", root / "two"
-    run("flow_stage1", "run", ("inference.json", "cpu.json"), output_dir=str(one), **overrides)
+    run(bundle, entry, ("inference.json", "cpu.json"), output_dir=str(one), **overrides)
     line = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
-        "-m", "monai.bundle", "run", "run",
-        "--config_file", json.dumps(configs("flow_stage1", "inference.json", "cpu.json", "multi_gpu_inference.json")),
+        "-m", "monai.bundle", "run", entry,
+        "--config_file", json.dumps(configs(bundle, "inference.json", "cpu.json", "multi_gpu_inference.json")),
         # Python's spelling of the booleans, as the torchrun training test writes them.
         *flags(output_dir=str(two), **{**overrides, "attention_levels": str(SIZES["attention_levels"]),
                                        "progress": "False"}),
     ]  # fmt: skip
     result = subprocess.run(line, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=300)
     log = result.stdout + result.stderr
-    if result.returncode and SHUTDOWN_ABORT in log and (two / "latent_statistics.md").is_file():
-        # The rare gloo abort at exit, after every output is written: relaunch once.
+    if result.returncode and SHUTDOWN_ABORT in log and (two / "synthetic" / "patches.h5").is_file():
+        # The rare gloo abort at exit, after the outputs are written: relaunch once.
         result = subprocess.run(line, cwd=REPO, env=environment(), capture_output=True, text=True, timeout=300)
         log = result.stdout + result.stderr
     assert result.returncode == 0, log[-6000:]
     return one, two, log
+
+
+@pytest.fixture(scope="module")
+def sampled(inputs) -> tuple[Path, Path, str]:
+    """flow_stage1's ``run`` entry (sample, decode, sheet, statistics) by one and by two processes."""
+    return one_and_two("flow_stage1", "run", inputs, **SETTINGS)
 
 
 def contents(path: Path) -> tuple[dict[str, np.ndarray], dict[str, object]]:
@@ -90,6 +108,21 @@ def test_two_ranks_write_the_one_process_set(sampled):
     # Rank 0 alone writes the outputs, and every shard is gone.
     assert sorted(p.name for p in (two / "synthetic").iterdir()) == ["latents.h5", "patches.h5"]
     assert sorted(p.name for p in two.iterdir()) == sorted(p.name for p in one.iterdir())
+
+
+def test_stage2_generate_with_two_ranks_writes_the_one_process_set(inputs):
+    """flow_stage2's ``generate`` entry: the set matched to the real training latents, guided by class."""
+    one, two, log = one_and_two("flow_stage2", "generate", inputs, batch_size=4, steps=2, progress=False, threads=1)
+    single, single_attrs = contents(one / "synthetic" / "latents.h5")
+    merged, merged_attrs = contents(two / "synthetic" / "latents.h5")
+    # The 10 real training latents in batches of 4: 2 batches for rank 0, 1 for rank 1.
+    assert "10 latents from 2 processes, samples by rank [0, 8), [8, 10)" in log, log[-3000:]
+    assert sorted(merged) == sorted(single) and merged_attrs == single_attrs
+    for key, value in single.items():
+        np.testing.assert_array_equal(merged[key], value, err_msg=key)
+    assert set(merged["nfe"].tolist()) == {8}  # Heun, 2 steps, guidance 2: both halves
+    assert sorted(p.name for p in (two / "synthetic").iterdir()) == ["latents.h5", "patches.h5"]
+    assert sorted(p.name for p in two.iterdir()) == ["synthetic"]  # generate draws no sheet
 
 
 def test_shards_cover_the_set_once_in_whole_batches():
