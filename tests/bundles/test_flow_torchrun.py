@@ -1,4 +1,4 @@
-"""``flow_stage1``'s ``multi_gpu_train.json`` trained by torchrun with two gloo processes on the CPU."""
+"""The flow bundles' ``multi_gpu_train.json`` trained by torchrun with two gloo processes on the CPU."""
 
 from __future__ import annotations
 
@@ -42,12 +42,15 @@ def launch_ddp(line: list[str], finished: int) -> str:
 
 
 @pytest.fixture(scope="module")
-def ddp(patches, tmp_path_factory) -> tuple[Path, str]:
-    """Two DDP processes on CPU (gloo), started by torchrun with the tiny sizes on the command line."""
+def latents(patches, tmp_path_factory) -> dict[str, Path]:
     pytest.importorskip("tensorboard")
-    root = tmp_path_factory.mktemp("flow_ddp")
-    latents = write_flow_latents(patches, root)
-    out = root / "ddp"
+    return write_flow_latents(patches, tmp_path_factory.mktemp("flow_ddp"))
+
+
+@pytest.fixture(scope="module")
+def ddp(latents) -> tuple[Path, str]:
+    """Two DDP processes on CPU (gloo), started by torchrun with the tiny sizes on the command line."""
+    out = latents["root"] / "ddp"
     line = [
         sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
         "-m", "monai.bundle", "run", "training",
@@ -109,3 +112,24 @@ def test_only_rank_0_writes_tensorboard_events_files(ddp):
     out, _ = ddp
     assert len(event_tags(out)) == 1, event_tags(out)
     assert len(list(out.glob("events.out.tfevents.*"))) == 2  # rank 0's trainer and evaluator
+
+
+def test_stage2_multi_gpu_config_trains_and_rank_0_alone_writes(latents):
+    """flow_stage2's ``multi_gpu_train.json``, one epoch from untrained stage-1 weights (phase 1 only)."""
+    stage1 = latents["root"] / "stage1.pt"
+    torch.manual_seed(0)
+    torch.save(FlowUNet(in_channels=2, out_channels=2, **SIZES).state_dict(), stage1)
+    out = latents["root"] / "ddp_stage2"
+    line = [
+        sys.executable, "-m", "torch.distributed.run", "--standalone", "--nnodes=1", "--nproc_per_node=2",
+        "-m", "monai.bundle", "run", "training",
+        "--config_file", json.dumps(configs("flow_stage2", "train.json", "cpu.json", "multi_gpu_train.json")),
+        *flags(epochs=1, phase1_epochs=1, dataset_dir=str(latents["latents"]), output_dir=str(out),
+               stage1_ckpt=str(stage1), **{**TINY_FLOW, "attention_levels": str(TINY_FLOW["attention_levels"])}),
+    ]  # fmt: skip
+    log = launch_ddp(line, finished=2)
+    assert log.count("Epoch[1] Metrics -- ") == 2, log[-3000:]
+    state = torch.load(out / "models" / "trainer_state.pt", map_location="cpu", weights_only=True)
+    assert state["epoch"] == 1 and len(state["rng"]) == 2
+    assert (out / "models" / "model.pt").is_file()
+    assert len(event_tags(out)) == 1 and len(list(out.glob("events.out.tfevents.*"))) == 2, event_tags(out)
