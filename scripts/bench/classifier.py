@@ -42,25 +42,31 @@ Usage (from the repository root, with the package installed or ``PYTHONPATH=.``)
 
 from __future__ import annotations
 
-import os
-import shutil
-import statistics
-import tempfile
 import time
 from collections.abc import Callable
 
 import fire
 import torch
+from common import (
+    Bench,
+    Variant,
+    finish,
+    header,
+    inductor_cache,
+    load,
+    pick_profile,
+    rate_table,
+    setup,
+    time_in_turn,
+    warm_variants,
+)
 from ignite.handlers import EMAHandler
 from monai.engines import SupervisedTrainer
 from monai.handlers import LrScheduleHandler
 from monai.optimizers import WarmupCosineSchedule
-from torch._dynamo.utils import counters
 
-from monai_cmri.atomic import write_json
 from monai_cmri.engines import ClassifierTrainStep, StopOnNonFinite, classifier_loss, prepare_classifier_batch
 from monai_cmri.networks import SEResNetClassifier
-from monai_cmri.threads import apply_thread_policy
 
 #: The classifier bundle's profiles: ``cpu`` is ``configs/cpu.json``, ``full`` the ``configs/train.json`` defaults.
 PROFILES: dict[str, dict[str, object]] = {
@@ -148,60 +154,41 @@ def trainer(
 def measure(
     input_name: str,
     kwargs: dict[str, object],
-    device: torch.device,
+    bench: Bench,
     profile: str,
     batch: int,
     steps: int,
     repeats: int,
     compile: bool,
-    sync: Callable[[], None],
 ) -> dict[str, object]:
     """Time every variant on one input, print its table and return its figures."""
     shape = INPUTS[input_name]
-    data = batches(shape, batch, steps, device)
-    # Build and warm up every variant, then time them in turn within every repeat.
-    runs: dict[str, Callable[[], None]] = {}
-    first_step: dict[str, float] = {}
-    for name, dtype, channels_last, compiled in variants(device, compile):
-        try:
-            engine = trainer(kwargs, device, data[:1], OPTIM[profile], dtype, channels_last, compiled)
-            start = time.perf_counter()
-            engine.run()
-            sync()
-            first_step[name] = time.perf_counter() - start
-            engine.run()  # warm-up
-            engine.data_loader = data  # the next run starts a fresh epoch over all the batches
-        except Exception as error:  # the compiler toolchain is optional: report and go on
-            if not compiled:
-                raise
-            print(f"{input_name}, {name}: torch.compile failed, skipped: {type(error).__name__}: {error}")
-            continue
-        runs[name] = engine.run
-        if compiled:
-            breaks = sum(counters["graph_break"].values())
-            print(
-                f"{input_name} {shape}, {name}: first step, compilation included, {first_step[name]:.1f} s; "
-                f"{breaks} graph break(s) so far in this run",
-                flush=True,
-            )
-    rates: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            run()
-            sync()
-            rates[name].append(batch * steps / (time.perf_counter() - start))
-    baseline = statistics.median(rates["fp32 eager"])
-    print(f"\n{input_name} {shape}, training samples/s, median of {repeats} (ratio: to fp32 eager in this run)")
-    print(f"{'variant':32s} {'samples/s':>10s} {'ratio':>7s} {'range':>17s}")
-    table: dict[str, dict[str, object]] = {}
-    for name, values in rates.items():
-        median = statistics.median(values)
-        spread = f"{min(values):.1f}-{max(values):.1f}"
-        print(f"{name:32s} {median:10.1f} {median / baseline:6.2f}x {spread:>17s}", flush=True)
-        table[name] = {"samples_per_s": median, "ratio": median / baseline, "repeats": values}
-        if "compile" in name:
-            table[name]["first_step_s"] = first_step[name]
+    data = batches(shape, batch, steps, bench.device)
+
+    def build(dtype: torch.dtype | None, channels_last: bool, compiled: bool) -> Variant:
+        def make() -> tuple[Callable[[], object], Callable[[], object]]:
+            engine = trainer(kwargs, bench.device, data, OPTIM[profile], dtype, channels_last, compiled)
+
+            def first() -> None:  # one step: the compile, then the warm-up
+                engine.data_loader = data[:1]
+                engine.run()
+
+            def timed() -> None:  # a fresh epoch over all the batches
+                engine.data_loader = data
+                engine.run()
+
+            return first, timed
+
+        return make
+
+    specs = variants(bench.device, compile)
+    runs, first_step = warm_variants(
+        [(name, compiled, build(dtype, last, compiled)) for name, dtype, last, compiled in specs],
+        bench,
+        f"{input_name} {shape}",
+    )
+    rates = time_in_turn(runs, repeats, bench, batch * steps)
+    table = rate_table(f"{input_name} {shape}, training", rates, "samples/s", first_call=first_step, digits=1)
     return {"shape": list(shape), "variants": table}
 
 
@@ -246,12 +233,8 @@ def main(
         ValueError: for an unknown profile or input.
     """
     began = time.perf_counter()
-    target = torch.device(device)
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device={device}: torch {torch.__version__} sees no CUDA device")
-    profile = profile or ("full" if target.type == "cuda" else "cpu")
-    if profile not in PROFILES:
-        raise ValueError(f"--profile: expected one of {sorted(PROFILES)}, got {profile!r}")
+    bench = setup(device, threads)
+    profile = pick_profile(profile, bench, PROFILES)
     names = [inputs] if isinstance(inputs, str) else list(inputs)
     names = [name.strip() for entry in names for name in str(entry).split(",") if name.strip()]
     if not names or any(name not in INPUTS for name in names):
@@ -260,58 +243,30 @@ def main(
     batch, steps = batch or default_batch, steps or default_steps
     if quick:
         repeats, compile = 2, False
-    count = apply_thread_policy(threads, export=False)
     kwargs = PROFILES[profile]
-    sync = (lambda: torch.cuda.synchronize(target)) if target.type == "cuda" else (lambda: None)
-    where = torch.cuda.get_device_name(target) if target.type == "cuda" else f"{count} thread(s), {os.cpu_count()} CPUs"
     parameters = sum(p.numel() for p in SEResNetClassifier(**kwargs).parameters())
     print(
-        f"torch {torch.__version__} on {where}; profile {profile} ({parameters / 1e6:.3f} M parameters, "
+        f"torch {torch.__version__} on {bench.where}; profile {profile} ({parameters / 1e6:.3f} M parameters, "
         f"channels {kwargs['channels']}), batch {batch} x {steps} steps per repeat, {repeats} repeats; "
-        f"load {_load()} (1/5/15 min)",
+        f"load {load()} (1/5/15 min)",
         flush=True,
     )
-    if target.type == "cpu":
+    if bench.device.type == "cpu":
         print("bf16 autocast: not measured on a CPU (the bundle's amp is off there)")
     if not compile:
         print("torch.compile: skipped (--quick or --compile=False)")
-    report: dict[str, object] = {
-        "torch": torch.__version__,
-        "device": where,
-        "threads": count,
-        "profile": profile,
-        "parameters": parameters,
-        "batch": batch,
-        "steps": steps,
-        "repeats": repeats,
-        "mixup_alpha": MIXUP_ALPHA,
-        "date": time.strftime("%Y-%m-%d"),
-        "load_start": os.getloadavg(),
-    }
-
-    cache = tempfile.mkdtemp(prefix="classifier-bench-inductor-") if compile and cold_cache else None
-    if cache is not None:  # read when the first kernel is compiled, not at import
-        os.environ["TORCHINDUCTOR_CACHE_DIR"] = cache
-        os.environ["TRITON_CACHE_DIR"] = os.path.join(cache, "triton")
-        print(f"torch.compile: cold, into the empty Inductor cache {cache} (removed at the end)")
-    elif compile:
-        print("torch.compile: with the usual Inductor cache (--cold_cache=False): the first step may not be cold")
-    try:
-        results = {
-            name: measure(name, kwargs, target, profile, batch, steps, repeats, compile, sync) for name in names
-        }
-    finally:
+    report = header(
+        bench, profile=profile, parameters=parameters, batch=batch, steps=steps, repeats=repeats, mixup_alpha=MIXUP_ALPHA
+    )
+    with inductor_cache(compile and cold_cache) as cache:
         if cache is not None:
-            shutil.rmtree(cache, ignore_errors=True)
-    report["training"] = results
-    report["total_s"], report["load_end"] = time.perf_counter() - began, os.getloadavg()
-    print(f"\ntotal {report['total_s']:.0f} s, load {_load()} at the end")
-    if json:
-        print(f"figures written to {write_json(json, report)}")
-
-
-def _load() -> str:
-    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+            print(f"torch.compile: cold, into the empty Inductor cache {cache} (removed at the end)")
+        elif compile:
+            print("torch.compile: with the usual Inductor cache (--cold_cache=False): the first step may not be cold")
+        report["training"] = {
+            name: measure(name, kwargs, bench, profile, batch, steps, repeats, compile) for name in names
+        }
+    finish(report, began, json)
 
 
 if __name__ == "__main__":

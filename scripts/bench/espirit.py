@@ -13,6 +13,7 @@ Usage::
     python scripts/bench/espirit.py --sigpy_slices=0   # skip sigpy (quick)
     python scripts/bench/espirit.py --compile          # also torch.compile(espirit_maps)
     python scripts/bench/espirit.py --device=cuda --slices=64 --sigpy_slices=0   # GPU, batched
+    python scripts/bench/espirit.py --sigpy_slices=0 --json=espirit.json           # figures as JSON too
 
 On a GPU the script also prints the batched 320 x 320 rate against the target of 500 slices per
 second (SPEC 6) and how far the GPU maps are from the CPU maps of the same slice.
@@ -33,6 +34,7 @@ import numpy as np
 import sigpy
 import sigpy.mri
 import torch
+from common import finish, header, setup
 from sigpy.mri.app import EspiritCalib
 
 from monai_cmri.data.espirit import espirit_combine, espirit_maps
@@ -117,6 +119,7 @@ def main(
     tol: float = 1e-6,
     threads: int = 0,
     device: str = "cpu",
+    json: str | None = None,
 ) -> None:
     """Run the benchmark and print one line per measurement.
 
@@ -128,25 +131,26 @@ def main(
         compile: also time ``torch.compile(espirit_maps)``.
         iters: most Chebyshev steps of the torch path.
         tol: convergence tolerance of the torch path.
-        threads: torch CPU threads (0 keeps torch's default).
+        threads: torch CPU threads (0: one per CPU, torch's default).
         device: where the torch path runs, ``cpu`` or ``cuda`` (sigpy and bart run on the CPU).
+        json: also write the figures to this JSON file (atomically).
 
     Raises:
         RuntimeError: for ``device="cuda"`` without a CUDA device.
     """
-    if threads:
-        torch.set_num_threads(threads)
-    dev = torch.device(device)
-    if dev.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device={device}: torch {torch.__version__} sees no CUDA device")
-    sync = (lambda: torch.cuda.synchronize(dev)) if dev.type == "cuda" else (lambda: None)
-    where = torch.cuda.get_device_name(dev) if dev.type == "cuda" else f"{torch.get_num_threads()} threads"
-    print(f"torch {torch.__version__} on {where}, {os.cpu_count()} CPUs, {coils} coils")
+    began = time.perf_counter()
+    bench = setup(device, threads or "all")
+    dev, sync = bench.device, bench.sync
+    print(f"torch {torch.__version__} on {bench.where}, {os.cpu_count()} CPUs, {coils} coils")
+    report = header(bench, coils=coils, slices=slices, repeats=repeats, iters=iters, tol=tol)
+    figures: dict[str, dict[str, float]] = {}
+    report["seconds_per_slice"] = figures
     k320 = phantom(slices, coils, 320, 320)
     k640 = phantom(slices, coils, 640, 320)
     t320, t640 = torch.from_numpy(k320).to(dev), torch.from_numpy(k640).to(dev)
     def record(name: str, times: tuple[float, float, float], per: int = 1) -> tuple[float, float]:
         best, median, cpu = (t / per for t in times)
+        figures[name] = {"best": best, "median": median, "cpu": cpu, "slices_per_s": 1 / best}
         print(
             f"{name:<44s} best {best:7.3f} s/slice ({1 / best:6.2f} slices/s), "
             f"median {median:7.3f} s, CPU {cpu:7.3f} s",
@@ -171,6 +175,8 @@ def main(
         print(f"batched 320x320 on the GPU: {rate:.0f} slices/s, {rate / GPU_TARGET:.2f}x the {GPU_TARGET:.0f} target")
         gap = (espirit_maps(t320[0], **options).cpu() - espirit_maps(t320[0].cpu(), **options)).abs().max()
         print(f"max |GPU maps - CPU maps|, one slice: {gap:.2e}")
+        report["gpu"] = {"batched_320_slices_per_s": rate, "target": GPU_TARGET, "ratio_to_target": rate / GPU_TARGET,
+                         "max_gpu_cpu_map_difference": float(gap)}
     if compile:
         try:
             compiled = torch.compile(espirit_maps)
@@ -195,6 +201,9 @@ def main(
         nrmse = np.linalg.norm(np.abs(image[inside]) - np.abs(ref_image[inside])) / np.linalg.norm(ref_image[inside])
         agreement = coherence(image[inside], ref_image[inside])
         print(f"combined image vs sigpy: coherence {agreement:.7f}, NRMSE {nrmse:.2e}")
+        report["sigpy"] = {"seconds_per_slice": sigpy_time, "cpu_per_slice": sigpy_cpu,
+                           "speedup_one_slice": sigpy_time / one[0], "speedup_batched": sigpy_time / batched[0],
+                           "coherence": agreement, "nrmse": float(nrmse)}
         print(
             f"speed-up over sigpy per 320x320 slice, wall: one slice {sigpy_time / one[0]:.0f}x, "
             f"batched {sigpy_time / batched[0]:.0f}x; CPU time: one slice {sigpy_cpu / one[1]:.0f}x, "
@@ -205,6 +214,8 @@ def main(
         print("bart: no 'bart' binary on PATH, skipped")
     else:
         print(f"bart ecalib 320x320: {bart:.3f} s/slice, torch is {bart / one[0]:.1f}x faster")
+        report["bart_seconds_per_slice"] = bart
+    finish(report, began, json)
 
 
 if __name__ == "__main__":

@@ -30,7 +30,6 @@ Usage (from the repository root, with the package installed or ``PYTHONPATH=.``)
 
 from __future__ import annotations
 
-import os
 import statistics
 import time
 from collections.abc import Callable
@@ -39,9 +38,8 @@ from contextlib import nullcontext
 import fire
 import torch
 import torch.nn.functional as F
-from torch._dynamo.utils import counters
+from common import Bench, Variant, finish, header, load, pick_profile, rate_table, setup, time_in_turn, warm_variants
 
-from monai_cmri.atomic import write_json
 from monai_cmri.flow import (
     ClassifierFreeGuidance,
     euler,
@@ -53,7 +51,6 @@ from monai_cmri.flow import (
     time_grid,
 )
 from monai_cmri.networks.nets import SEQUENCE_NULL, FlowUNet
-from monai_cmri.threads import apply_thread_policy
 
 #: ``cpu``: the small U-Net of the bundles' ``configs/cpu.json``; ``full``: FlowUNet's defaults, sized for a GPU.
 PROFILES: dict[str, dict[str, object]] = {
@@ -176,106 +173,81 @@ def main(
         ValueError: for an unknown profile.
     """
     began = time.perf_counter()
-    target = torch.device(device)
-    if target.type == "cuda" and not torch.cuda.is_available():
-        raise RuntimeError(f"--device={device}: torch {torch.__version__} sees no CUDA device")
-    profile = profile or ("full" if target.type == "cuda" else "cpu")
-    if profile not in PROFILES:
-        raise ValueError(f"--profile: expected one of {sorted(PROFILES)}, got {profile!r}")
+    bench = setup(device, threads)
+    profile = pick_profile(profile, bench, PROFILES)
     default_batch, default_sample_batch, default_steps = (2, 1, 1) if quick else SIZES[profile]
     batch, sample_batch, steps = batch or default_batch, sample_batch or default_sample_batch, steps or default_steps
     if quick:
         repeats, compile = 2, False
-    count = apply_thread_policy(threads, export=False)
     kwargs = PROFILES[profile]
-    sync = (lambda: torch.cuda.synchronize(target)) if target.type == "cuda" else (lambda: None)
-    where = torch.cuda.get_device_name(target) if target.type == "cuda" else f"{count} thread(s), {os.cpu_count()} CPUs"
     parameters = sum(p.numel() for p in FlowUNet(**kwargs).parameters())
     print(
-        f"torch {torch.__version__} on {where}; profile {profile} ({parameters / 1e6:.2f} M parameters), "
+        f"torch {torch.__version__} on {bench.where}; profile {profile} ({parameters / 1e6:.2f} M parameters), "
         f"latents {LATENT}, training batch {batch} x {steps} steps per repeat, {repeats} repeats; "
-        f"load {_load()} (1/5/15 min)",
+        f"load {load()} (1/5/15 min)",
         flush=True,
     )
-    report: dict[str, object] = {
-        "torch": torch.__version__,
-        "device": where,
-        "threads": count,
-        "profile": profile,
-        "parameters": parameters,
-        "batch": batch,
-        "sample_batch": sample_batch,
-        "steps": steps,
-        "repeats": repeats,
-        "date": time.strftime("%Y-%m-%d"),
-        "load_start": os.getloadavg(),
-    }
+    report = header(
+        bench,
+        profile=profile,
+        parameters=parameters,
+        batch=batch,
+        sample_batch=sample_batch,
+        steps=steps,
+        repeats=repeats,
+    )
 
     # Training: build and warm up every variant, then time them in turn within every repeat.
-    runs: dict[str, Callable[[int], torch.Tensor]] = {}
-    first_step: dict[str, float] = {}
-    for name, bf16, channels_last, compiled in variants(target, compile):
-        try:
-            run = training_step(kwargs, target, batch, bf16, channels_last, compiled)
-            start = time.perf_counter()
-            run(1)
-            sync()
-            first_step[name] = time.perf_counter() - start
-            run(1)
-        except Exception as error:  # the compiler toolchain is optional: report and go on
-            if not compiled:
-                raise
-            print(f"{name}: torch.compile failed, skipped: {type(error).__name__}: {error}", flush=True)
-            continue
-        runs[name] = run
-        if compiled:
-            breaks = sum(counters["graph_break"].values())
-            print(
-                f"{name}: first step, compilation included, {first_step[name]:.1f} s; "
-                f"{breaks} graph break(s) so far in this run",
-                flush=True,
-            )
+    def build(bf16: bool, channels_last: bool, compiled: bool) -> Variant:
+        def make() -> tuple[Callable[[], object], Callable[[], object]]:
+            run = training_step(kwargs, bench.device, batch, bf16, channels_last, compiled)
+
+            def timed() -> None:
+                loss = run(steps)
+                if not bool(torch.isfinite(loss)):
+                    raise RuntimeError(f"non-finite training loss {loss.item()}")
+
+            return (lambda: run(1)), timed
+
+        return make
+
+    runs, first_step = warm_variants(
+        [(name, compiled, build(bf16, last, compiled)) for name, bf16, last, compiled in variants(bench.device, compile)],
+        bench,
+    )
     if not compile:
         print("torch.compile: skipped (--quick or --compile=False)")
-    rates: dict[str, list[float]] = {name: [] for name in runs}
-    for _ in range(repeats):
-        for name, run in runs.items():
-            start = time.perf_counter()
-            loss = run(steps)
-            sync()
-            rates[name].append(batch * steps / (time.perf_counter() - start))
-            if not bool(torch.isfinite(loss)):
-                raise RuntimeError(f"{name}: non-finite training loss {loss.item()}")
-    baseline = statistics.median(rates["fp32 eager"])
-    print(f"\ntraining, samples/s, median of {repeats} (ratio: to fp32 eager in this run)")
-    print(f"{'variant':32s} {'samples/s':>10s} {'ratio':>7s} {'range':>17s}")
-    training: dict[str, dict[str, object]] = {}
-    for name, values in rates.items():
-        median = statistics.median(values)
-        spread = f"{min(values):.2f}-{max(values):.2f}"
-        print(f"{name:32s} {median:10.2f} {median / baseline:6.2f}x {spread:>17s}")
-        training[name] = {"samples_per_s": median, "ratio": median / baseline, "repeats": values}
-        if name in first_step and "compile" in name:
-            training[name]["first_step_s"] = first_step[name]
-    report["training"] = training
+    rates = time_in_turn(runs, repeats, bench, batch * steps)
+    report["training"] = rate_table("training", rates, "samples/s", first_call=first_step)
 
     # Sampling: eager network (bf16 channels_last on CUDA); every configuration once per repeat.
-    sample_bf16 = target.type == "cuda"
+    report["sampling"] = sampling(bench, kwargs, sample_batch, repeats, quick)
+    finish(report, began, json)
+
+
+def sampling(
+    bench: Bench, kwargs: dict[str, object], sample_batch: int, repeats: int, quick: bool
+) -> dict[str, object]:
+    """Time every solver and step count in turn; print latents/s and the ratio to Euler at the same NFE."""
+    sample_bf16 = bench.device.type == "cuda"
     layout = torch.channels_last if sample_bf16 else torch.contiguous_format
     torch.manual_seed(0)
-    net = FlowUNet(**kwargs).to(device=target, memory_format=layout).eval()
+    net = FlowUNet(**kwargs).to(device=bench.device, memory_format=layout).eval()
     grid = QUICK_STEPS if quick else STEPS
-    samplers = {(s, n): sampler(net, target, sample_batch, s, n, sample_bf16) for s in SOLVERS for n in grid[s]}
-    sampler(net, target, sample_batch, "euler", 1, sample_bf16)()  # warm-up: first calls allocate and pick kernels
-    sync()
-    latents: dict[tuple[str, int], list[float]] = {key: [] for key in samplers}
+    samplers = {(s, n): sampler(net, bench.device, sample_batch, s, n, sample_bf16) for s in SOLVERS for n in grid[s]}
+    sampler(net, bench.device, sample_batch, "euler", 1, sample_bf16)()  # warm-up: first calls allocate, pick kernels
+    bench.sync()
     nfes: dict[tuple[str, int], tuple[int, int]] = {}
-    for _ in range(repeats):
-        for key, run in samplers.items():
-            start = time.perf_counter()
+
+    def recording(key: tuple[str, int], run: Callable[[], tuple[int, int]]) -> Callable[[], None]:
+        def timed() -> None:
             nfes[key] = run()
-            sync()
-            latents[key].append(sample_batch / (time.perf_counter() - start))
+
+        return timed
+
+    named = {f"{s} {n}": recording((s, n), run) for (s, n), run in samplers.items()}
+    timed = time_in_turn(named, repeats, bench, sample_batch)
+    latents = {key: timed[f"{key[0]} {key[1]}"] for key in samplers}
     precision = "bf16 channels_last" if sample_bf16 else "fp32"
     print(
         f"\nsampling, guidance w={GUIDANCE_SCALE:g} (cond: sequence tokens, null: {SEQUENCE_NULL}), {precision} eager, "
@@ -284,13 +256,13 @@ def main(
     print("ratio: latents/s over Euler's at the same solver NFE in this run; evals/s = latents/s x guided NFE")
     print(f"{'solver':8s} {'steps':>5s} {'NFE':>4s} {'guided NFE':>10s} {'latents/s':>10s} {'ratio':>7s} {'evals/s':>8s}")
     euler_rate = {nfes[key][0]: statistics.median(latents[key]) for key in samplers if key[0] == "euler"}
-    sampling: list[dict[str, object]] = []
+    runs: list[dict[str, object]] = []
     for (solver, n), values in latents.items():
         median = statistics.median(values)
         nfe, guided = nfes[solver, n]
         ratio = median / euler_rate[nfe] if nfe in euler_rate else float("nan")
         print(f"{solver:8s} {n:5d} {nfe:4d} {guided:10d} {median:10.3f} {ratio:6.2f}x {median * guided:8.2f}")
-        sampling.append(
+        runs.append(
             {
                 "solver": solver,
                 "steps": n,
@@ -301,15 +273,7 @@ def main(
                 "repeats": values,
             }
         )
-    report["sampling"] = {"guidance_scale": GUIDANCE_SCALE, "precision": precision, "runs": sampling}
-    report["total_s"], report["load_end"] = time.perf_counter() - began, os.getloadavg()
-    print(f"\ntotal {report['total_s']:.0f} s, load {_load()} at the end")
-    if json:
-        print(f"figures written to {write_json(json, report)}")
-
-
-def _load() -> str:
-    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+    return {"guidance_scale": GUIDANCE_SCALE, "precision": precision, "runs": runs}
 
 
 if __name__ == "__main__":

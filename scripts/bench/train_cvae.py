@@ -10,7 +10,7 @@ Usage (from the repository root, with the package installed or ``PYTHONPATH=.``)
 
     python scripts/bench/train_cvae.py                      # CPU, 1 thread, both profiles
     python scripts/bench/train_cvae.py --threads=2 --amp=False
-    python scripts/bench/train_cvae.py --device=cuda --batch_size=64
+    python scripts/bench/train_cvae.py --device=cuda --batch_size=64 --json=train_cvae.json
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ import warnings
 import fire
 import numpy as np
 import torch
+from common import Bench, finish, header, setup
 from ignite.engine import Events
 from monai.engines import SupervisedTrainer
 
@@ -48,8 +49,9 @@ def batch(size: int, seed: int = 0) -> dict[str, torch.Tensor]:
     return {"image": image, "sequence": torch.from_numpy(rng.integers(0, 5, size))}
 
 
-def samples_per_second(profile: str, amp: bool, device: torch.device, batch_size: int, steps: int) -> float:
+def samples_per_second(profile: str, amp: bool, bench: Bench, batch_size: int, steps: int) -> float:
     """Training samples per second of ``steps`` iterations after two warm-up iterations."""
+    device = bench.device
     torch.manual_seed(0)
     network = ComplexCVAE(**PROFILES[profile]).to(device)
     data = [batch(batch_size)] * (steps + 2)
@@ -72,14 +74,14 @@ def samples_per_second(profile: str, amp: bool, device: torch.device, batch_size
 
     @trainer.on(Events.ITERATION_STARTED)
     def _start(engine: SupervisedTrainer) -> None:
-        _sync(device)
+        bench.sync()
         times.append(time.perf_counter())
 
     with warnings.catch_warnings():
         # run() builds a CUDA gradient scaler for AMP; on CPU it is disabled, as bf16 needs none.
         warnings.simplefilter("ignore")
         trainer.run()
-    _sync(device)
+    bench.sync()
     end = time.perf_counter()
     timed = times[2:] + [end]
     return batch_size * steps / (timed[-1] - timed[0])
@@ -90,8 +92,9 @@ def main(
     batch_size: int = 8,
     steps: int = 3,
     threads: int = 1,
-    profiles: tuple[str, ...] = ("cpu", "default"),
+    profiles: str | tuple[str, ...] = ("cpu", "default"),
     amp: bool = True,
+    json: str | None = None,
 ) -> None:
     """Print samples per second per profile and precision, and their ratios.
 
@@ -99,22 +102,32 @@ def main(
         device: ``cpu`` or ``cuda``.
         batch_size: patches per step.
         steps: timed steps per measurement (after two warm-up steps).
-        threads: ``torch.set_num_threads`` for CPU runs.
-        profiles: which of ``cpu`` and ``default`` to run, in order.
+        threads: CPU threads, see :func:`monai_cmri.threads.resolve_threads`.
+        profiles: which of ``cpu`` and ``default`` to run, in order (comma-separated or a tuple).
         amp: also time AMP (slow on CPUs without bf16 instructions).
+        json: also write the figures to this JSON file (atomically).
+
+    Raises:
+        RuntimeError: for ``device="cuda"`` without a CUDA device.
+        ValueError: for an unknown profile.
     """
-    torch.set_num_threads(threads)
-    target = torch.device(device)
-    amp_name = "fp16" if target.type == "cuda" else "bf16"
+    began = time.perf_counter()
+    names = [p.strip() for entry in ([profiles] if isinstance(profiles, str) else profiles) for p in str(entry).split(",")]
+    if not names or any(name not in PROFILES for name in names):
+        raise ValueError(f"--profiles: expected some of {sorted(PROFILES)}, got {profiles!r}")
+    bench = setup(device, threads)
+    amp_name = "fp16" if bench.device.type == "cuda" else "bf16"
     results: dict[str, dict[str, float]] = {}
-    print(f"device {target}, threads {threads}, batch {batch_size}, {steps} timed steps; samples/s")
-    for profile in profiles:
+    report = header(bench, batch_size=batch_size, steps=steps, amp=amp_name if amp else None)
+    report["samples_per_s"] = results
+    print(f"{bench.where}, batch {batch_size}, {steps} timed steps; samples/s")
+    for profile in names:
         parameters = sum(p.numel() for p in ComplexCVAE(**PROFILES[profile]).parameters())
-        fp32 = samples_per_second(profile, False, target, batch_size, steps)
+        fp32 = samples_per_second(profile, False, bench, batch_size, steps)
         print(f"{profile:>8} ({parameters / 1e6:.2f} M parameters) fp32: {fp32:8.2f}")
         results[profile] = {"fp32": fp32}
         if amp:
-            mixed = samples_per_second(profile, True, target, batch_size, steps)
+            mixed = samples_per_second(profile, True, bench, batch_size, steps)
             results[profile]["amp"] = mixed
             speedup = mixed / fp32
             print(f"{profile:>8} ({parameters / 1e6:.2f} M parameters) {amp_name}: {mixed:8.2f}  ({speedup:.2f}x fp32)")
@@ -122,11 +135,7 @@ def main(
         for precision in [p for p in ("fp32", "amp") if p in results["cpu"] and p in results["default"]]:
             ratio = results["cpu"][precision] / results["default"][precision]
             print(f"cpu profile / default profile ({precision}): {ratio:.2f}x")
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
+    finish(report, began, json)
 
 
 if __name__ == "__main__":
