@@ -11,8 +11,8 @@
 #   NAME.log       each step's output; NAME.json each benchmark's figures; pipeline/ the main job
 #                  (removed at the start, so its stage times are those of this run)
 #
-# Each step runs under `timeout` with its share of the budget below (seconds; 540 in all with the
-# grace periods); the main job gets the largest. A step that fails or runs out of time is marked so
+# Each step runs under `timeout` with its share of the budget below (seconds: 534 at most, the
+# grace periods and the final merge included); the main job gets the largest, 300 s. A step that fails or runs out of time is marked so
 # in figures.json, the next steps still run, and the script exits 1 at the end. A benchmark killed
 # by its limit keeps what it wrote: sample.py writes its JSON after each part, the main job its
 # run.json after each stage.
