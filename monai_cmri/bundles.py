@@ -18,7 +18,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-__all__ = ["BUNDLES", "BUNDLES_PACKAGE", "bundle_configs", "bundle_names", "copy_bundle", "run_bundle"]
+__all__ = ["BUNDLES", "BUNDLES_PACKAGE", "as_flag", "bundle_configs", "bundle_names", "copy_bundle", "run_bundle"]
 
 #: The data package that ships the ``bundles/`` folder in a wheel or sdist install.
 BUNDLES_PACKAGE = "monai_cmri_bundles"
@@ -54,6 +54,33 @@ def _find_bundles() -> Path:
 #: The folder of the bundles (configuration only; run with ``python -m monai.bundle``): the
 #: repository's ``bundles/`` in a clone, else the installed copy of it (:data:`BUNDLES_PACKAGE`).
 BUNDLES = _find_bundles()
+
+
+#: How the command line may spell a yes or a no (any case).
+_TRUE, _FALSE = frozenset({"true", "yes", "on", "1"}), frozenset({"false", "no", "off", "0"})
+
+
+def as_flag(value: Any, name: str) -> bool:
+    """A bundle variable read as a yes or no.
+
+    ``python -m monai.bundle run ... --resume false`` hands the variable over as the string
+    ``"false"`` (MONAI's command line parses ``False`` but not JSON's ``false``), which ``bool``
+    would read as true; the usual spellings are accepted here, in any case.
+
+    Args:
+        value: a bool, an int 0/1, or a string such as ``"false"``, ``"True"``, ``"no"``, ``"1"``.
+        name: the variable's name, for the error message.
+
+    Raises:
+        ValueError: for anything else, naming the variable and the value.
+    """
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int) and value in (0, 1):
+        return bool(value)
+    if isinstance(value, str) and value.strip().lower() in _TRUE | _FALSE:
+        return value.strip().lower() in _TRUE
+    raise ValueError(f"{name} must be true or false, got {value!r}")
 
 
 def bundle_names() -> list[str]:

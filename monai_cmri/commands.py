@@ -184,11 +184,11 @@ def pipeline(
         profile: ``demo`` (the README's: CPU profiles, reduced grid), ``gpu`` (one H100/H200:
             full-size networks, short schedules) or ``paper`` (the paper's settings; hours on a
             GPU); :mod:`monai_cmri.profiles`.
-        volumes: number of simulated volumes (the profile's by default: demo 27, gpu 192, paper
-            1000); training needs at least 13, so that the volume-level splits leave volumes to
-            validate and test on (fewer work with ``--notrain``).
+        volumes: number of simulated volumes (the profile's by default: demo 27, gpu 96, paper
+            1000); training needs at least 24, so that the volume-level splits leave normal and
+            abnormal volumes to validate and test on (fewer work with ``--notrain``).
         seed: random seed, at least 0.
-        slices: slices per volume, at least 1 (the profile's by default: demo 8, gpu 12, paper 16).
+        slices: slices per volume, at least 1 (the profile's by default: demo 8, gpu 8, paper 16).
         keep_kspace: keep the simulated ``.h5`` files in ``out/kspace``.
         train: run the bundles; ``--notrain`` stops after the patch datasets.
         workers: processes that simulate and preprocess the volumes, one thread each; ``auto`` is

@@ -13,7 +13,7 @@ and encode, the ``flow_stage1`` and ``flow_stage2`` bundles' train, model select
 (paper 2.4) with the ``classifier`` bundle, and the report (:mod:`monai_cmri.report`). Every
 bundle runs through MONAI's bundle API with the profile's settings (:mod:`monai_cmri.profiles`).
 Training needs volumes in train, val and test, so it needs at least :func:`minimum_volumes`
-volumes (13); ``train=False`` runs with any number.
+volumes (24); ``train=False`` runs with any number.
 
 The run resumes: ``run.json`` records every finished stage, ``progress/volumes/`` every finished
 volume; a killed run started again with the same arguments skips what was finished, continues
@@ -46,6 +46,7 @@ Layout of the output folder::
 from __future__ import annotations
 
 import json
+import multiprocessing
 import shutil
 import time
 from collections.abc import Callable, Sequence
@@ -123,27 +124,34 @@ _SEARCH_LIMIT = 1000
 
 @lru_cache(maxsize=None)
 def minimum_volumes(seed: int = 0) -> int:
-    """Fewest simulated volumes whose volume-level split leaves train, val and test non-empty.
+    """Fewest simulated volumes whose volume-level split gives train, val and test normal and
+    abnormal volumes.
 
-    The classes of the first volumes follow the simulator's fixed schedule
+    Every stage after the patches needs them: the cvae validates and tests on val and test, stage
+    2's model selection scores a normal-vs-abnormal classifier on val, and the experiments score
+    theirs on test. The classes of the first volumes follow the simulator's fixed schedule
     (:data:`monai_cmri.simulate.cohort.SCHEDULE`), and each (class, sequence) cell is split on its
     own (:func:`monai_cmri.data.splits.split_volumes`): a cell needs 3 volumes before it gives one
-    to val and one to test, which first happens at the 13th volume (the third AXT2 one).
+    to val and one to test, which happens for a normal and an abnormal cell first at the 24th volume.
 
     Args:
         seed: dataset seed (the answer is the same for every seed; it is kept for volumes past the
             schedule, whose classes are drawn).
 
     Raises:
-        RuntimeError: when no dataset size up to 1000 volumes fills every split.
+        RuntimeError: when no dataset size up to 1000 volumes gives every split both classes.
     """
     classes: dict[str, str] = {}
     for index in range(_SEARCH_LIMIT):
         spec = plan_volume(index, seed, slices=1, width=16, readout=32, coils=[1])
         classes[spec.name] = spec.volume_class
-        if set(split_volumes(classes, seed).values()) == set(SPLITS):
+        splits = split_volumes(classes, seed)
+        if all({"normal", "abnormal"} <= {classes[name] for name, split in splits.items() if split == wanted}
+               for wanted in SPLITS):
             return index + 1
-    raise RuntimeError(f"no simulated dataset of up to {_SEARCH_LIMIT} volumes fills the train, val and test splits")
+    raise RuntimeError(
+        f"no simulated dataset of up to {_SEARCH_LIMIT} volumes gives train, val and test normal and abnormal volumes"
+    )
 
 
 def check_size(volumes: int, slices: int, train: bool = True, seed: int = 0) -> None:
@@ -152,7 +160,7 @@ def check_size(volumes: int, slices: int, train: bool = True, seed: int = 0) -> 
     Args:
         volumes: simulated volumes.
         slices: slices per volume.
-        train: whether the ``cvae`` bundle runs (it needs volumes in train, val and test).
+        train: whether the bundles run (they need normal and abnormal volumes in train, val and test).
         seed: dataset seed.
 
     Raises:
@@ -165,7 +173,7 @@ def check_size(volumes: int, slices: int, train: bool = True, seed: int = 0) -> 
     if train and volumes < needed:
         raise ValueError(
             f"training needs at least {needed} volumes, got {volumes}: with fewer, the volume-level splits "
-            f"(70/15/15 per class, paper 2.1.3) leave no volume to validate and test on; "
+            f"(70/15/15 per class, paper 2.1.3) leave no normal and abnormal volumes to validate and test on; "
             f"use {needed} volumes or more (--volumes), or stop after the patch datasets (--notrain)"
         )
 
@@ -344,6 +352,15 @@ def _process_volume(job: tuple) -> dict:
     if not keep_kspace:
         path.unlink()
     return result
+
+
+def _worker_context() -> multiprocessing.context.BaseContext | None:
+    """How the volume workers start: spawned where there is a CUDA device (their ESPIRiT runs on it,
+    and CUDA cannot be used in a process forked from one that has touched it); forked otherwise,
+    which starts faster."""
+    import torch
+
+    return multiprocessing.get_context("spawn") if torch.cuda.is_available() else None
 
 
 def _one_thread() -> None:
@@ -545,7 +562,7 @@ def _preprocess_volumes(
         done = map(_process_volume, jobs)
     else:
         bar.set_postfix_str(f"{workers} workers")
-        pool = ProcessPoolExecutor(min(workers, len(jobs)), initializer=_one_thread)
+        pool = ProcessPoolExecutor(min(workers, len(jobs)), mp_context=_worker_context(), initializer=_one_thread)
         done = pool.map(_process_volume, jobs)
     try:
         for job, result in zip(jobs, done):

@@ -21,6 +21,8 @@ from ignite.engine import Engine, Events
 from ignite.handlers import ProgressBar
 from tqdm.contrib.logging import logging_redirect_tqdm
 
+from monai_cmri.bundles import as_flag
+
 __all__ = ["TerminalProgressBar"]
 
 
@@ -47,7 +49,7 @@ class TerminalProgressBar:
         stream: IO[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        self.enabled = enabled
+        self.enabled = None if enabled is None else as_flag(enabled, "progress")
         self.persist = persist
         self.output_transform = output_transform
         self.stream = stream

@@ -43,6 +43,7 @@ from ignite.engine import Engine, Events
 from ignite.handlers import Checkpoint
 
 from monai_cmri.atomic import atomic_write, remove_stale_temporaries
+from monai_cmri.bundles import as_flag
 
 __all__ = ["TrainerState", "rng_state", "set_rng_state"]
 
@@ -78,7 +79,8 @@ class TrainerState:
         evaluator: the validation engine whose ``state.best_metric`` and
             ``state.best_metric_epoch`` are saved and restored, so that the evaluator's best-model
             handlers compare against the best of the whole training, not of this process.
-        resume: load the file when the engine starts (True) or delete it and start afresh.
+        resume: load the file when the engine starts (True) or delete it and start afresh; the
+            command line's strings ("false", "true") are read as such (:func:`~monai_cmri.bundles.as_flag`).
         key: JSON-serialisable description of what must not change for a resume, e.g. the network
             sizes and the training data; compared as JSON.
         save_rank: the process that writes the file under DDP.
@@ -105,7 +107,7 @@ class TrainerState:
         self.path = Path(path)
         self.objects = dict(objects)
         self.evaluator = evaluator
-        self.resume = bool(resume)
+        self.resume = as_flag(resume, "resume")
         self.key = _canonical(key or {}, "key")
         self.save_rank = int(save_rank)
         self.logger = logging.getLogger(__name__)

@@ -73,15 +73,15 @@ def real_vs_synthetic(
             unless ``synthetic_tests`` is given.
         synthetic_tests: one synthetic file per test set; overrides ``test_sets``.
         test_sets: disjoint test sets drawn from ``synthetic`` when ``synthetic_tests`` is None.
-        sequences: the sequences to split; by default those of the real training file.
+        sequences: the sequences to split; by default those with real rows in all three files.
         seed: draws the synthetic rows.
 
     Returns:
         ``{sequence: SequenceSplit}`` in :data:`~monai_cmri.data.sequences.SEQUENCES` order.
 
     Raises:
-        ValueError: for missing split files, ``test_sets < 1``, or too few synthetic rows of a
-            sequence (the message names it and the counts).
+        ValueError: for missing split files, ``test_sets < 1``, no sequence in all three real files,
+            or too few synthetic rows of a sequence (the message names it and the counts).
     """
     missing = [split for split in ("train", "val", "test") if split not in real]
     if missing:
@@ -92,8 +92,13 @@ def real_vs_synthetic(
     pool = read_rows(synthetic)
     extra = [read_rows(path) for path in synthetic_tests] if synthetic_tests is not None else None
     if sequences is None:
-        present = set(files["train"].sequences.tolist())
+        # A classifier needs real rows to train, validate and test on: a sequence missing from a
+        # split (a small cohort) is left out.
+        present = set.intersection(*(set(rows.sequences.tolist()) for rows in files.values()))
         names = [name for name in SEQUENCES if name in present]
+        if not names:
+            paths = ", ".join(str(rows.path) for rows in files.values())
+            raise ValueError(f"real_vs_synthetic: no sequence has real rows in train, val and test ({paths})")
     else:
         names = [normalize_sequence(name, "real_vs_synthetic") for name in sequences]
     order = _order(pool, seed)

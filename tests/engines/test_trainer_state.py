@@ -170,3 +170,15 @@ def test_a_temporary_file_of_a_killed_writer_is_removed(tmp_path):
     stale.write_bytes(b"half a state")
     Run(path).run(stop_after=1)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["state.pt"]
+
+
+@pytest.mark.parametrize("given, expected", [("false", False), ("False", False), ("no", False), (0, False),
+                                             ("true", True), ("TRUE", True), ("1", True), (True, True)])
+def test_resume_reads_the_command_lines_strings(tmp_path, given, expected):
+    # `python -m monai.bundle run ... --resume false` hands over the string "false".
+    assert TrainerState(tmp_path / "state.pt", {"net": torch.nn.Linear(1, 1)}, resume=given).resume is expected
+
+
+def test_a_resume_that_is_no_yes_or_no_is_refused(tmp_path):
+    with pytest.raises(ValueError, match="resume must be true or false, got 'maybe'"):
+        TrainerState(tmp_path / "state.pt", {"net": torch.nn.Linear(1, 1)}, resume="maybe")

@@ -136,6 +136,25 @@ def test_real_vs_synthetic_splits_synthetic_like_the_real_data(tmp_path):
         real_vs_synthetic(real, pool_path, test_sets=20)
 
 
+def test_real_vs_synthetic_leaves_out_a_sequence_missing_from_a_split(tmp_path):
+    tables = {split: real_table(seed=i, prefix=split) for i, split in enumerate(("train", "val", "test"))}
+    # No AXT1 in the validation split (a small cohort): no classifier of that sequence could validate.
+    volumes, sequences, labels = tables["val"]
+    keep = [i for i, sequence in enumerate(sequences) if sequence != "AXT1"]
+    tables["val"] = tuple([column[i] for i in keep] for column in (volumes, sequences, labels))
+    real = {split: write_rows(tmp_path / f"{split}.h5", *table, latent=True) for split, table in tables.items()}
+    cells = Counter({(s, "unlabeled"): 200 for s in ("AXFLAIR", "AXT1", "AXT2")})
+    pool_path = write_rows(tmp_path / "pool.h5", *synthetic_rows(cells, extra=0), latent=True)
+    assert list(real_vs_synthetic(real, pool_path, test_sets=1)) == ["AXFLAIR", "AXT2"]
+    only_axt1 = {split: write_rows(tmp_path / f"axt1_{split}.h5", *[[column[i] for i in range(len(table[1]))
+                                                                    if table[1][i] == "AXT1"] for column in table],
+                                   latent=True)
+                 for split, table in {**tables, "val": tables["train"]}.items()}
+    only_axt1["val"] = real["val"]  # no AXT1 rows: nothing left
+    with pytest.raises(ValueError, match="no sequence has real rows in train, val and test"):
+        real_vs_synthetic(only_axt1, pool_path, test_sets=1)
+
+
 def test_make_source_is_plain_and_checked():
     assert make_source("x.h5", "label", np.array([3, 1])) == {
         "path": "x.h5", "target": "label", "indices": [1, 3], "sequences": None}
