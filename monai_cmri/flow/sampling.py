@@ -88,7 +88,8 @@ class FlowSampler(Inferer):
         guidance_interval: ``(t_lo, t_hi)``: guide only there (the conditional velocity elsewhere);
             ``None`` guides at every time.
         guide: ``"sequence"`` (stage 1) or ``"class"`` (stage 2: sequence fixed, class nulled).
-        amp: run the network under autocast (bf16 on CUDA).
+        amp: run the network under bf16 autocast (on CUDA and CPU alike; bf16 needs no loss scaling
+            and keeps fp32's range, so a long ODE integration cannot overflow).
 
     Raises:
         ValueError: for an unknown solver or ``guide``, fewer than one step, or a bad interval.
@@ -155,7 +156,7 @@ class FlowSampler(Inferer):
         device_type = x.device.type
 
         def model(z: torch.Tensor, t: torch.Tensor, cond: Mapping[str, torch.Tensor]) -> torch.Tensor:
-            with torch.autocast(device_type, enabled=self.amp):
+            with torch.autocast(device_type, dtype=torch.bfloat16, enabled=self.amp):
                 velocity = network(z, t, cond["sequence"], cond.get("label"))
             return velocity.float()
 

@@ -11,7 +11,7 @@ zero-initialised layers drawn too, so that the variants' outputs can be compared
 Variants, all built with the same weights in one run and timed in turn within every repeat:
 
 - ``fp32 eager`` is the baseline (what the bundle does on a CPU);
-- on CUDA: ``fp16 autocast (bundle amp)`` (``FlowSampler(amp=True)``, what the bundle's
+- on CUDA: ``bf16 autocast (bundle amp)`` (``FlowSampler(amp=True)``, what the bundle's
   ``amp: $torch.cuda.is_available()`` gives), ``bf16 channels_last``, ``bf16 channels_last + SDPA``
   (``use_flash_attention``: PyTorch's scaled-dot-product attention, the same weights) and, with
   ``--compile``, the same under ``torch.compile``; the decoder in bf16 ``channels_last``, also
@@ -86,11 +86,11 @@ Spec = tuple[str, torch.dtype | None, bool, bool, bool, int]
 
 def generation_variants(device: torch.device, compile: bool) -> list[Spec]:
     """The generation variants of this device; the first is the baseline, a None dtype with
-    ``fp16`` in the name is the bundle's ``FlowSampler(amp=True)``."""
+    ``bundle amp`` in the name is the bundle's ``FlowSampler(amp=True)``."""
     if device.type == "cuda":
         out: list[Spec] = [
             ("fp32 eager", None, False, False, False, 1),
-            ("fp16 autocast (bundle amp)", None, False, False, False, 1),
+            ("bf16 autocast (bundle amp)", None, False, False, False, 1),
             ("bf16 channels_last", torch.bfloat16, True, False, False, 1),
             ("bf16 channels_last + SDPA", torch.bfloat16, True, True, False, 1),
         ]
@@ -131,7 +131,8 @@ def decoding_variants(device: torch.device, compile: bool) -> list[Spec]:
 class Autocast(nn.Module):
     """A velocity network (maybe compiled) under autocast of ``dtype``, with the attributes :class:`FlowSampler` reads.
 
-    The sampler's own ``amp`` is fp16 on CUDA; bf16 needs autocast inside the call it makes.
+    The sampler's own ``amp`` is bf16 autocast around the network call; this wrapper adds
+    ``channels_last`` and compiled variants around the same call.
     ``dtype=None`` runs the network as it is.
     """
 
@@ -193,7 +194,7 @@ def generation(
             model: nn.Module = torch.compile(net) if compiled else net
             if dtype is not None or compiled:
                 model = Autocast(model, net.sequence_null, dtype)
-            sampler = FlowSampler("heun", steps, GUIDANCE_SCALE, guide="sequence", amp="fp16" in name)
+            sampler = FlowSampler("heun", steps, GUIDANCE_SCALE, guide="sequence", amp="bundle amp" in name)
             x_0 = noise[: batch * factor].to(bench.device).contiguous(memory_format=layout)
             tokens = sequence[: batch * factor].to(bench.device)
 
