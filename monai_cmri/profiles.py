@@ -2,7 +2,7 @@
 
 ``python -m monai_cmri pipeline --profile demo|gpu|paper`` picks one of :data:`PROFILES`:
 
-* ``demo``: what the README's first command runs, on a 2-core CPU in about 11 minutes: 27 volumes
+* ``demo``: what the README's first command runs, on a 2-core CPU in 11-16 minutes: 27 volumes
   of 8 slices, every bundle with its CPU profile (``configs/cpu.json``), the experiments on a
   reduced grid (one seed, one synthetic test set, 0 % and 100 % only).
 * ``gpu``: the whole pipeline at a scale that gives meaningful numbers on one H100/H200 with 16
@@ -91,7 +91,7 @@ _TENTHS = tuple(round(0.1 * step, 1) for step in range(11))
 PROFILES: dict[str, Profile] = {
     "demo": Profile(
         name="demo",
-        description="the README's main job: 27 volumes, CPU profiles, reduced grid (about 11 min on 2 CPU cores)",
+        description="the README's main job: 27 volumes, CPU profiles, reduced grid (11-16 min on 2 CPU cores)",
         volumes=27,
         slices=8,
         bundle_profile="cpu",
