@@ -134,7 +134,7 @@ def test_simulate_derives_the_readout_from_the_width(tmp_path):
 
 def test_pipeline_too_small_to_train_stops_before_simulating(tmp_path):
     out = tmp_path / "run"
-    with pytest.raises(commands.UsageError, match="training needs at least 13 volumes, got 3.*--notrain"):
+    with pytest.raises(commands.UsageError, match="training needs at least 24 volumes, got 3.*--notrain"):
         commands.pipeline(out=str(out), volumes=3, slices=4)
     assert not out.exists()
 

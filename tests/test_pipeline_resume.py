@@ -41,7 +41,7 @@ TINY = Profile(
     },
     classifier_overrides={"epochs": 1, "stem_stride": 2, "channels": [8, 16], "blocks": [1, 1]},
 )
-SMALL = {"volumes": 4, "slices": 2, "coils": [4], "train": False}
+SMALL = {"volumes": 3, "slices": 1, "coils": [4], "train": False}
 
 _SCRIPT = """
 import sys
@@ -102,14 +102,20 @@ def same_h5(a: Path, b: Path) -> None:
 
 def test_a_run_killed_while_preprocessing_resumes_with_the_volumes_it_finished(tmp_path):
     whole, killed = tmp_path / "whole", tmp_path / "killed"
-    finish(whole, train=False, log=tmp_path / "whole.log")
+    # One thread, as in the child processes, so that ESPIRiT's float32 sums come out the same.
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        run_pipeline(whole, **SMALL, workers=1, progress=False)
+    finally:
+        torch.set_num_threads(threads)
 
     log = tmp_path / "killed.log"
     process = start(killed, train=False, log=log)
     volume_records = killed / PROGRESS_DIR / "volumes"
-    kill_when(process, log, lambda: len(list(volume_records.glob("*.json"))) >= 2)
+    kill_when(process, log, lambda: len(list(volume_records.glob("*.json"))) >= 1)
     finished = {path.name for path in volume_records.glob("*.json")}
-    assert 2 <= len(finished) < SMALL["volumes"]
+    assert 1 <= len(finished) < SMALL["volumes"]
     assert record(killed)["running"] == "simulate + preprocess"
     stamps = {name: (volume_records / name).stat().st_mtime_ns for name in finished}
 
