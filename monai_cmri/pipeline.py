@@ -218,8 +218,6 @@ class RunRecord:
         #: The stage an earlier attempt was running when it stopped (it continues where it was).
         self.interrupted: str | None = self.record.get("running")
         self.record.update(environment=environment, finished=None, attempts=self.record.get("attempts", 0) + 1)
-        self.record["profile"] = arguments["profile"]
-        self.record["seed"] = arguments["seed"]
         self.save()
 
     def done(self, stage: str) -> bool:
@@ -622,7 +620,7 @@ def _summary(
 ) -> str:
     """The text of ``summary.md``, read from what the stages wrote."""
     volumes = len(results)
-    seed = record.record["seed"]
+    seed = record.record["arguments"]["seed"]
     tag = f"{profile.bundle_profile} profile"
     sections = [
         f"# monai_cmri pipeline ({profile.name} profile): {volumes} simulated volumes, seed {seed} "

@@ -557,7 +557,8 @@ def _run_section(run: _Run) -> _Section:
     if not record:
         section.text(f"Not recorded: run.json not found in {run.root}.")
         return section
-    profile = record.get("profile")
+    arguments = run.arguments
+    profile = arguments.get("profile")
     name = profile.get("name", _NONE) if isinstance(profile, dict) else profile or _NONE
     started, finished, running = record.get("started"), record.get("finished"), record.get("running")
     if finished:
@@ -567,7 +568,7 @@ def _run_section(run: _Run) -> _Section:
     else:
         end = "not finished"
     attempts = record.get("attempts")
-    section.text(f"Profile {name}, seed {record.get('seed', _NONE)}; started {started or _NONE}, {end}"
+    section.text(f"Profile {name}, seed {arguments.get('seed', _NONE)}; started {started or _NONE}, {end}"
                  + (f" ({attempts} attempt{'s' if attempts != 1 else ''})." if attempts else "."))
     if run.arguments:
         shown = {key: (value.get("name", _NONE) if key == "profile" and isinstance(value, dict) else value)
